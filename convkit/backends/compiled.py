@@ -1,17 +1,24 @@
-"""convkit._C: C++ (CPU) and CUDA kernels registered as torch ops (convkit::corr2d, ...).
+"""convkit._C: C++ (CPU) and CUDA kernels registered as torch ops, and their fake kernels and autograd.
 
-This module is the compiled backend's Python side: loading the extension and, once it is built,
-its fake kernels and autograd registrations. If the extension is missing or fails to import,
-`import convkit` still works and choosing backend="compiled" raises an error quoting why.
+Ops (schemas in csrc/ops.cpp): convkit::corr2d, convkit::corr2d_backward, convkit::pool2d,
+convkit::pool2d_backward. The CPU kernels (csrc/cpu/) are direct loops: no im2col buffer, each thread owns
+whole output rows / planes, a fixed reduction order (identical results for any thread count).
+Memory: the output, plus a row of accumulators per thread; float16/bfloat16 inputs are computed in float32
+(one converted copy). Autograd: corr2d's backward is the op corr2d_backward, whose own backward is written
+in corr2d / corr2d_backward again, so gradients of any order work, and torch.compile sees real ops.
+If the extension is missing or fails to import, `import convkit` still works and choosing
+backend="compiled" raises an error quoting why.
 """
 from __future__ import annotations
 
 import torch
 
+from .. import _shapes
+
 BUILD_COMMAND = "MAX_JOBS=2 pip install --no-build-isolation -e .   (or: make build)"
 
 try:
-    from .. import _C  # noqa: F401
+    from .. import _C  # loading the library registers the ops with the dispatcher
     IMPORT_ERROR = None
 except Exception as e:  # ImportError, or an undefined symbol from a torch version mismatch
     _C = None
@@ -28,14 +35,16 @@ def require() -> None:
                            f"({type(IMPORT_ERROR).__name__}: {IMPORT_ERROR}). Build it with: {BUILD_COMMAND}")
 
 
-def supports(device: torch.device, dtype: torch.dtype) -> bool:
-    return False
-
-
 def build_info() -> dict:
     if _C is None:
         return {"built": False, "error": f"{type(IMPORT_ERROR).__name__}: {IMPORT_ERROR}"}
     return {"built": True, **_C.build_info()}
+
+
+def supports(device: torch.device, dtype: torch.dtype) -> bool:
+    if _C is None or not dtype.is_floating_point:
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and bool(_C.build_info()["cuda"]))
 
 
 def describe() -> str:
@@ -43,12 +52,125 @@ def describe() -> str:
     return f"convkit._C {'built for ' + b['isa'] + (' + CUDA' if b['cuda'] else '') if b['built'] else 'not built'}"
 
 
+# --------------------------------------------------------------------------- the backend entry points
 def corr2d(x, w, b, stride, padding, dilation, groups):
-    require()
-    raise NotImplementedError
+    return torch.ops.convkit.corr2d.default(x, w, b, stride, padding, dilation, groups)
 
 
 def pool2d(x, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
            return_indices):
-    require()
-    raise NotImplementedError
+    y, idx = torch.ops.convkit.pool2d.default(x, mode, kernel, stride, padding, dilation, ceil_mode,
+                                              count_include_pad, divisor_override)
+    return (y, idx) if return_indices else y
+
+
+# --------------------------------------------------------------------------- fake kernels and autograd
+def _conv_out_hw(h, w, weight_shape, stride, padding, dilation):
+    kh, kw = weight_shape[-2:]
+    return (_shapes.conv_out_size(h, kh, padding[0] + padding[1], stride[0], dilation[0]),
+            _shapes.conv_out_size(w, kw, padding[2] + padding[3], stride[1], dilation[1]))
+
+
+def _register() -> None:
+    ops = torch.ops.convkit
+    lib = "convkit::"
+
+    @torch.library.register_fake(lib + "corr2d")
+    def _corr2d_fake(input, weight, bias, stride, padding, dilation, groups):
+        n, _, h, w = input.shape
+        return input.new_empty((n, weight.shape[0], *_conv_out_hw(h, w, weight.shape, stride, padding, dilation)))
+
+    @torch.library.register_fake(lib + "corr2d_backward")
+    def _corr2d_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, output_mask):
+        return (input.new_empty(input.shape) if output_mask[0] else None,
+                weight.new_empty(weight.shape) if output_mask[1] else None,
+                weight.new_empty((weight.shape[0],)) if output_mask[2] else None)
+
+    @torch.library.register_fake(lib + "pool2d")
+    def _pool2d_fake(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override):
+        n, c, h, w = input.shape
+        out = (n, c, _shapes.pool_out_size(h, kernel[0], padding[0], stride[0], dilation[0], ceil_mode),
+               _shapes.pool_out_size(w, kernel[1], padding[1], stride[1], dilation[1], ceil_mode))
+        return input.new_empty(out), input.new_empty(out if mode == "max" else (0,), dtype=torch.long)
+
+    @torch.library.register_fake(lib + "pool2d_backward")
+    def _pool2d_backward_fake(grad_output, input, indices, *args):
+        return input.new_empty(input.shape)
+
+    # corr2d: backward is the op corr2d_backward, computing only what is needed.
+    def corr2d_setup(ctx, inputs, output):
+        x, w, b, stride, padding, dilation, groups = inputs
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.has_bias = b is not None
+
+    def corr2d_bwd(ctx, gy):
+        x, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], ctx.has_bias and need[2]]
+        gx, gw, gb = ops.corr2d_backward(gy, x, w, *ctx.conf, mask)
+        return gx, gw, gb, None, None, None, None
+
+    torch.library.register_autograd(lib + "corr2d", corr2d_bwd, setup_context=corr2d_setup)
+
+    # corr2d_backward is linear in grad_output and bilinear with input/weight:
+    #   gx = dY (*)^T W,  gw = dY (*) X,  gb = sum dY   (with (*) the correlation of the forward)
+    # so its vector-Jacobian products are corr2d / corr2d_backward again (torch's conv double backward).
+    def cb_setup(ctx, inputs, output):
+        gy, x, w, stride, padding, dilation, groups, _ = inputs
+        ctx.save_for_backward(gy, x, w)
+        ctx.conf = (stride, padding, dilation, groups)
+
+    def cb_bwd(ctx, ggx, ggw, ggb):
+        gy, x, w = ctx.saved_tensors
+        conf = ctx.conf
+        need_gy, need_x, need_w = ctx.needs_input_grad[:3]
+        g_gy = g_x = g_w = None
+        if need_gy:
+            terms = []
+            if ggx is not None:
+                terms.append(ops.corr2d(ggx, w, None, *conf))
+            if ggw is not None:
+                terms.append(ops.corr2d(x, ggw, None, *conf))
+            if ggb is not None:
+                terms.append(ggb.reshape(1, -1, 1, 1).expand_as(gy))
+            g_gy = sum(terms[1:], terms[0]) if terms else None
+        if need_x and ggw is not None:
+            g_x = ops.corr2d_backward(gy, x, ggw, *conf, [True, False, False])[0]
+        if need_w and ggx is not None:
+            g_w = ops.corr2d_backward(gy, ggx, w, *conf, [False, True, False])[1]
+        return g_gy, g_x, g_w, None, None, None, None, None
+
+    torch.library.register_autograd(lib + "corr2d_backward", cb_bwd, setup_context=cb_setup)
+
+    def pool_setup(ctx, inputs, output):
+        x, *conf = inputs
+        ctx.save_for_backward(x, output[1])
+        ctx.conf = conf
+        ctx.mark_non_differentiable(output[1])
+
+    def pool_bwd(ctx, gy, _gidx):
+        x, idx = ctx.saved_tensors
+        return (ops.pool2d_backward(gy, x, idx, *ctx.conf),) + (None,) * 8
+
+    torch.library.register_autograd(lib + "pool2d", pool_bwd, setup_context=pool_setup)
+
+    # pool2d_backward is linear in grad_output: its VJP picks the winners (max) or averages again (avg).
+    def pb_setup(ctx, inputs, output):
+        _, x, idx, *conf = inputs
+        ctx.save_for_backward(idx)
+        ctx.conf = conf
+
+    def pb_bwd(ctx, ggx):
+        (idx,) = ctx.saved_tensors
+        if ctx.conf[0] == "max":
+            g = ggx.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
+        else:
+            g = ops.pool2d(ggx, *ctx.conf)[0]
+        return (g,) + (None,) * 10
+
+    torch.library.register_autograd(lib + "pool2d_backward", pb_bwd, setup_context=pb_setup)
+
+
+if _C is not None:
+    _register()

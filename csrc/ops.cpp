@@ -1,0 +1,17 @@
+// Every convkit op schema, and nothing else. Kernels: cpu/*.cpp (CPU), cuda/*.cu (CUDA).
+// Fake kernels and autograd: convkit/backends/compiled.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(convkit, m) {
+  // input (N, C, H, W), weight (O, C/groups, kh, kw), padding (top, bottom, left, right), zeros.
+  m.def("corr2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[4] padding, int[2] dilation, "
+        "int groups) -> Tensor");
+  // Computes grad_input, grad_weight, grad_bias where output_mask says so; the others come back undefined (None).
+  m.def("corr2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, int[4] padding, "
+        "int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // mode "max" | "avg"; returns (output, indices): int64 flat indices h * W + w for max, an empty tensor for avg.
+  m.def("pool2d(Tensor input, str mode, int[2] kernel, int[2] stride, int[2] padding, int[2] dilation, "
+        "bool ceil_mode, bool count_include_pad, int? divisor_override) -> (Tensor, Tensor)");
+  m.def("pool2d_backward(Tensor grad_output, Tensor input, Tensor indices, str mode, int[2] kernel, int[2] stride, "
+        "int[2] padding, int[2] dilation, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+}
