@@ -1,0 +1,181 @@
+"""The compiled backend as real torch ops: opcheck, torch.compile, thread-count determinism, direct-call
+errors, and the behaviour when the extension is missing."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import convkit
+from cases import CONV_CASES, POOL_CASES
+from conftest import COMPILED_SKIP
+from convkit.functional import _conv_padding, _pair
+
+pytestmark = COMPILED_SKIP
+ops = torch.ops.convkit if hasattr(torch.ops, "convkit") else None
+ZERO_PAD_CONV = [c for c in CONV_CASES if c.padding_mode == "zeros"]
+
+
+def conv_op_args(case, requires_grad=True):
+    x, w, b = case.inputs()
+    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
+    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
+    if requires_grad:
+        for t in (x, w, b):
+            if t is not None:
+                t.requires_grad_()
+    return x, w, b, list(stride), list(pads), list(dilation), case.groups
+
+
+def pool_op_args(case):
+    x = case.inputs().requires_grad_()
+    two = lambda v: list(_pair("", v, minimum=0))  # noqa: E731
+    return (x, case.mode, two(case.kernel), two(case.stride), two(case.padding), two(case.dilation),
+            case.ceil_mode, case.count_include_pad, case.divisor_override)
+
+
+@pytest.mark.parametrize("case", ZERO_PAD_CONV, ids=lambda c: c.id)
+def test_opcheck_corr2d(case):
+    torch.library.opcheck(ops.corr2d.default, conv_op_args(case))
+
+
+@pytest.mark.parametrize("mask", [[True, True, True], [True, False, False], [False, True, False], [False, False, True]])
+@pytest.mark.parametrize("case", ZERO_PAD_CONV[:8], ids=lambda c: c.id)
+def test_opcheck_corr2d_backward(case, mask):
+    x, w, b, *conf = conv_op_args(case)
+    gy = torch.randn_like(ops.corr2d(x, w, b, *conf)).requires_grad_()
+    torch.library.opcheck(ops.corr2d_backward.default, (gy, x, w, *conf, mask))
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+def test_opcheck_pool2d_and_backward(case):
+    args = pool_op_args(case)
+    torch.library.opcheck(ops.pool2d.default, args)
+    y, idx = ops.pool2d(*args)
+    gy = torch.randn_like(y).requires_grad_()
+    torch.library.opcheck(ops.pool2d_backward.default, (gy, args[0], idx, *args[1:]))
+
+
+def test_double_backward_through_ops():
+    case = CONV_CASES[4]  # stride 2, padding 1
+    x, w, b, *conf = conv_op_args(case)
+    f = lambda x, w, b: ops.corr2d(x, w, b, *conf)  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+    args = pool_op_args(POOL_CASES[1])
+    assert torch.autograd.gradgradcheck(lambda x: ops.pool2d(x, *args[1:])[0], (args[0],))
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            convkit.nn.Conv2d(1, 4, 5, padding=2, backend="compiled"), torch.nn.ReLU(),
+            convkit.nn.MaxPool2d(2, backend="compiled"),
+            convkit.nn.Conv2d(4, 8, 3, padding="same", stride=2, backend="compiled"), torch.nn.Sigmoid(),
+            convkit.nn.AvgPool2d(2, ceil_mode=True, backend="compiled"), torch.nn.Flatten(),
+            torch.nn.Linear(8 * 2 * 2, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    torch.manual_seed(0)
+    model = SmallCNN().double()
+    x = torch.randn(4, 1, 14, 14, dtype=torch.float64)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    out_c = compiled(x)
+    grads_c = torch.autograd.grad(out_c.square().sum(), list(model.parameters()))
+    out_e = model(x)
+    grads_e = torch.autograd.grad(out_e.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(out_c, out_e)
+    for a, b in zip(grads_c, grads_e):
+        torch.testing.assert_close(a, b)
+
+
+def test_torch_compile_inductor():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    x = torch.randn(2, 1, 14, 14)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(x), model(x))
+
+
+@pytest.fixture
+def threads():
+    old = torch.get_num_threads()
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(1, 0, 2, 1), groups=2),
+                                dict(dilation=2, padding=2)])
+def test_thread_counts_give_identical_results(threads, kw):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 8, 23, 19, generator=g, requires_grad=True)
+    w = torch.randn(12, 8 // kw.get("groups", 1), 3, 3, generator=g, requires_grad=True)
+    b = torch.randn(12, generator=g, requires_grad=True)
+    results = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        y = convkit.corr2d(x, w, b, backend="compiled", **kw)
+        grads = torch.autograd.grad(y, (x, w, b), torch.ones_like(y))
+        p, i = convkit.pool2d(x, 3, 2, 1, return_indices=True, backend="compiled")
+        a = convkit.pool2d(x, 3, 2, 1, mode="avg", backend="compiled")
+        results.append((y, *grads, p, i, a))
+    for r1, r2 in zip(*results):
+        assert torch.equal(r1, r2)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: ops.corr2d(torch.randn(2, 3, 5), torch.randn(1, 3, 3, 3), None, [1, 1], [0, 0, 0, 0], [1, 1], 1),
+     "input must be 4-d"),
+    (lambda: ops.corr2d(torch.randn(1, 3, 5, 5), torch.randn(1, 2, 3, 3), None, [1, 1], [0, 0, 0, 0], [1, 1], 1),
+     "input has 3 channels"),
+    (lambda: ops.corr2d(torch.randn(1, 3, 5, 5), torch.randn(1, 3, 3, 3), None, [0, 1], [0, 0, 0, 0], [1, 1], 1),
+     "stride must be 2 positive"),
+    (lambda: ops.corr2d(torch.randn(1, 3, 5, 5), torch.randn(1, 3, 3, 3), None, [1, 1], [0, -1, 0, 0], [1, 1], 1),
+     "padding must be 4 non-negative"),
+    (lambda: ops.corr2d(torch.randn(1, 3, 2, 2), torch.randn(1, 3, 3, 3), None, [1, 1], [0, 0, 0, 0], [1, 1], 1),
+     "larger than the padded input"),
+    (lambda: ops.corr2d(torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3), torch.randn(3), [1, 1], [0, 0, 0, 0],
+                        [1, 1], 1), "bias must have shape"),
+    (lambda: ops.corr2d_backward(torch.randn(1, 2, 4, 4), torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3), [1, 1],
+                                 [0, 0, 0, 0], [1, 1], 1, [True, True, True]), "grad_output must have shape"),
+    (lambda: ops.pool2d(torch.randn(1, 1, 4, 4), "min", [2, 2], [2, 2], [0, 0], [1, 1], False, True, None),
+     "mode must be 'max' or 'avg'"),
+    (lambda: ops.pool2d(torch.randn(1, 1, 4, 4), "max", [2, 2], [2, 2], [2, 0], [1, 1], False, True, None),
+     "padding must be at most half"),
+    (lambda: ops.pool2d_backward(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 4, 4),
+                                 torch.full((1, 1, 2, 2), 99, dtype=torch.long), "max", [2, 2], [2, 2], [0, 0], [1, 1],
+                                 False, True, None), "index 99 out of range"),
+])
+def test_direct_op_calls_check_their_arguments(call, match):
+    with pytest.raises(RuntimeError, match=match):
+        call()
+
+
+def test_missing_extension_keeps_import_working():
+    code = (
+        "import sys; sys.modules['convkit._C'] = None\n"
+        "import torch, convkit\n"
+        "assert 'compiled' not in convkit.available_backends()\n"
+        "from convkit.functional import resolve_backend\n"
+        "assert resolve_backend('auto', torch.device('cpu'), torch.float32) == 'unfold'\n"
+        "assert not convkit.info()['compiled']['built']\n"
+        "try:\n"
+        "    convkit.corr2d(torch.ones(3, 3), torch.ones(2, 2), backend='compiled')\n"
+        "except RuntimeError as e:\n"
+        "    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert r.returncode == 0, r.stderr
+    assert "importing convkit._C failed" in r.stdout and "--no-build-isolation" in r.stdout
+
+
+def test_info_reports_the_build():
+    d = convkit.info()
+    assert d["compiled"]["built"] and d["compiled"]["isa"] in ("AVX512", "AVX2", "SSE4.2", "baseline")
+    assert d["compiled"]["cuda"] is False or torch.cuda.is_available()
+    assert "compiled" in d["backends"]["cpu"]
