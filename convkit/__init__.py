@@ -1,5 +1,6 @@
 """convkit: 2-D cross-correlation (convolution) and pooling for PyTorch with interchangeable backends."""
 from . import nn
+from .backends import compiled as _compiled  # noqa: F401  (loads convkit._C: registers torch.ops.convkit)
 from .backends.unfold import get_memory_budget as get_unfold_memory_budget
 from .backends.unfold import set_memory_budget as set_unfold_memory_budget
 from ._info import info

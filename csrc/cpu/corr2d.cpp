@@ -1,6 +1,8 @@
-// CPU kernels for convkit::corr2d and convkit::corr2d_backward: direct loops, no im2col buffer.
-// All three kernels own disjoint parts of their output (no atomics, no shared accumulators) and reduce in
-// a fixed order, so results are bitwise identical for any torch.set_num_threads.
+// CPU kernels for convkit::corr2d and convkit::corr2d_backward: implicit GEMM over small per-thread
+// column tiles, no im2col-sized buffer. Every kernel owns disjoint parts of its output (no atomics, no
+// shared accumulators) and reduces each element in an order that does not depend on how the work is
+// split, so results are bitwise identical for any torch.set_num_threads.
+// Memory per call: one packed copy of the weights; per thread a column tile of at most kColBytes.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -57,31 +59,157 @@ inline void vstore(T* p, const typename Simd<T>::V& v) {
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
 constexpr int64_t kKc = 256;               // rows of k per column tile: an OB x kKc weight panel stays in L1
 
-// Forward, implicit GEMM without an im2col buffer.
-// Layout: x (N, C, H, W), y (N, O, Ho*Wo) contiguous; weights packed once per call as
-// wpk[group][oblock][k][OB] with k = (c, i, j) and zeros past the group's last output channel.
-// A task owns a chunk of P output positions (flattened Ho*Wo, rows may wrap) of one image and group,
-// for a range of output-channel blocks. For each block of kc rows of k it packs the chunk's input windows
-// into a per-thread column tile cols[tile][kk][TW] (TW = 2 vectors of positions, zeros where the window
-// reads padding; kc*P*sizeof(T) <= kColBytes), then for every block of OB output channels and every tile
-// keeps OB x 2 vector accumulators in registers over the kc rows: 2 vector loads + OB broadcasts per 2*OB
-// FMAs; between k blocks the partial sums go through y. The k order is fixed, so results do not depend
-// on the thread count. Packing costs K*P copies per task: 1/Og of the FMAs.
+// The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
+// cols[tile][k - k0][TW] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] for position p = oh*Wo + ow, zero
+// where that reads padding and for positions past np (up to a whole tile). Copies run along output rows.
+template <typename T, int64_t TW>
+void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
+               int64_t k1, T* cols) {
+  const int64_t nk = k1 - k0, khw = g.kh * g.kw;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
+    const Tap tp = taps[j];
+    T* base = cols + (k - k0) * TW;
+    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo;
+    while (q < np) {
+      const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
+      T* dst = base + (q / TW) * nk * TW + q % TW;
+      const int64_t ih = oh * g.sh - g.pt + i * g.dh;
+      if (ih < 0 || ih >= g.h) {
+        std::fill(dst, dst + run, T(0));
+      } else {
+        const T* src = xg + (c * g.h + ih) * g.w + tp.off;
+        const int64_t a = std::min(std::max(tp.lo, ow), ow + run), e = std::max(std::min(tp.hi, ow + run), a);
+        std::fill(dst, dst + (a - ow), T(0));
+        if (g.sw == 1)
+          std::memcpy(dst + (a - ow), src + a, (e - a) * sizeof(T));
+        else
+          for (int64_t v = a; v < e; ++v) dst[v - ow] = src[v * g.sw];
+        std::fill(dst + (e - ow), dst + run, T(0));
+      }
+      q += run;
+      ow += run;
+      if (ow == g.wo) {
+        ow = 0;
+        ++oh;
+      }
+    }
+    if (np % TW) {
+      T* dst = base + (np / TW) * nk * TW;
+      std::fill(dst + np % TW, dst + TW, T(0));
+    }
+  }
+}
+
+// The transpose of pack_cols: gxg[c, ih, iw] += cols[tile][k - k0][q] for every position and row that
+// reads the image (padding taps are dropped). The caller owns the channels of rows k0..k1.
+template <typename T, int64_t TW>
+void col2im_add(const T* cols, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
+                int64_t k1, T* gxg) {
+  const int64_t nk = k1 - k0, khw = g.kh * g.kw;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
+    const Tap tp = taps[j];
+    const T* base = cols + (k - k0) * TW;
+    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo;
+    while (q < np) {
+      const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
+      const int64_t ih = oh * g.sh - g.pt + i * g.dh;
+      if (ih >= 0 && ih < g.h) {
+        const T* __restrict__ src = base + (q / TW) * nk * TW + q % TW - ow;
+        T* __restrict__ dst = gxg + (c * g.h + ih) * g.w + tp.off;
+        const int64_t a = std::min(std::max(tp.lo, ow), ow + run), e = std::max(std::min(tp.hi, ow + run), a);
+        if (g.sw == 1)
+          for (int64_t v = a; v < e; ++v) dst[v] += src[v];
+        else
+          for (int64_t v = a; v < e; ++v) dst[v * g.sw] += src[v];
+      }
+      q += run;
+      ow += run;
+      if (ow == g.wo) {
+        ow = 0;
+        ++oh;
+      }
+    }
+  }
+}
+
+// Register tile: acc[r][0..1] += sum_k a[k][r] * b[k][0:TW] with a packed [k][RB] and b [k][TW]:
+// 2 vector loads + RB broadcasts per 2*RB FMAs, k ascending.
+template <typename T, int RB>
+inline void gemm_tile(const T* __restrict__ a, const T* __restrict__ b, int64_t nk,
+                      typename Simd<T>::V (&acc)[RB][2]) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t k = 0; k < nk; ++k, a += RB, b += 2 * L) {
+    const V b0 = vload(b), b1 = vload(b + L);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      acc[r][0] += a[r] * b0;
+      acc[r][1] += a[r] * b1;
+    }
+  }
+}
+
+// Weights as panels of RB rows: out[grp][rblock][k][RB], rows r of group grp at w[(grp*rows + r)*ld + k*ks],
+// zeros past the last row. Forward packs W (rows = output channels, k contiguous); grad_input packs W^T
+// (rows = k of one group, k' = output channel).
+template <typename T, int RB>
+std::vector<T> pack_panels(const T* w, int64_t groups, int64_t rows, int64_t K, int64_t row_stride,
+                           int64_t k_stride, int64_t group_stride) {
+  const int64_t nrb = (rows + RB - 1) / RB;
+  std::vector<T> out(groups * nrb * K * RB, T(0));
+  for (int64_t grp = 0; grp < groups; ++grp)
+    for (int64_t r = 0; r < rows; ++r) {
+      T* dst = out.data() + ((grp * nrb + r / RB) * K) * RB + r % RB;
+      const T* src = w + grp * group_stride + r * row_stride;
+      for (int64_t k = 0; k < K; ++k) dst[k * RB] = src[k * k_stride];
+    }
+  return out;
+}
+
+// Stores (or, with cnt < TW, partially stores) the two vectors of a tile row.
+template <typename T>
+inline void store_tile_row(T* out, const typename Simd<T>::V& v0, const typename Simd<T>::V& v1, int64_t cnt) {
+  constexpr int64_t L = Simd<T>::L;
+  if (cnt == 2 * L) {
+    vstore(out, v0);
+    vstore(out + L, v1);
+  } else {
+    alignas(64) T tmp[2 * L];
+    vstore(tmp, v0);
+    vstore(tmp + L, v1);
+    std::copy(tmp, tmp + cnt, out);
+  }
+}
+
+template <typename T>
+inline void load_tile_row(const T* src, typename Simd<T>::V& v0, typename Simd<T>::V& v1, int64_t cnt) {
+  constexpr int64_t L = Simd<T>::L;
+  alignas(64) T tmp[2 * L] = {};
+  if (cnt < 2 * L) {
+    std::copy(src, src + cnt, tmp);
+    src = tmp;
+  }
+  v0 = vload(src);
+  v1 = vload(src + L);
+}
+
+// Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo) contiguous; weights packed once as
+// OB-row panels (pack_panels). A task owns a chunk of P output positions (flattened Ho*Wo, rows may wrap)
+// of one image and group, for a range of output-channel blocks. For each block of kc rows of k it packs
+// the chunk's windows (pack_cols, kc*P*sizeof(T) <= kColBytes), then for every block of OB output channels
+// and every tile of TW positions runs gemm_tile over the kc rows; between k blocks the partial sums go
+// through y. k order is fixed, so results do not depend on the thread count. Packing: K*P copies per
+// task, 1/Og of the FMAs.
 template <typename T, int OB>
 void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   using V = typename Simd<T>::V;
-  constexpr int64_t L = Simd<T>::L, TW = 2 * L;
-  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, khw = g.kh * g.kw;
-  const int64_t nob = (g.og + OB - 1) / OB;
-  std::vector<T> wpk(g.groups * nob * K * OB, T(0));
-  for (int64_t o = 0; o < g.o; ++o) {
-    const int64_t grp = o / g.og, ol = o % g.og;
-    T* dst = wpk.data() + (grp * nob + ol / OB) * K * OB + ol % OB;
-    for (int64_t k = 0; k < K; ++k) dst[k * OB] = w[o * K + k];
-  }
+  constexpr int64_t TW = 2 * Simd<T>::L;
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, nob = (g.og + OB - 1) / OB;
+  const std::vector<T> wpk = pack_panels<T, OB>(w, g.groups, g.og, K, K, 1, g.og * K);
   const std::vector<Tap> taps = column_taps(g);
-  const int64_t kc = std::min(K, kKc);
-  const int64_t hw_tiles = (hw + TW - 1) / TW;
+  const int64_t kc = std::min(K, kKc), hw_tiles = (hw + TW - 1) / TW;
   int64_t p_tiles = std::min(hw_tiles, std::max<int64_t>(1, kColBytes / (kc * TW * (int64_t)sizeof(T))));
   // Enough tasks for every thread: smaller position chunks first, then split the output-channel blocks.
   const int64_t want = 2 * at::get_num_threads();
@@ -92,88 +220,32 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   const int64_t ob_per = (nob + osplit - 1) / osplit;
   at::parallel_for(0, g.n * g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> cols(kc * P);
-    alignas(64) T tmp[TW];
     for (int64_t t = begin; t < end; ++t) {
       const int64_t os = t % osplit, ch = (t / osplit) % chunks, grp = (t / (osplit * chunks)) % g.groups;
       const int64_t n = t / (osplit * chunks * g.groups);
       const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW;
-      const int64_t ob_begin = os * ob_per, ob_end = std::min(nob, ob_begin + ob_per);
-      const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+      const int64_t ob_end = std::min(nob, (os + 1) * ob_per);
       for (int64_t k0 = 0; k0 < K; k0 += kc) {
-        const int64_t k1 = std::min(K, k0 + kc), nk = k1 - k0;
-        // pack rows k0..k1 of the chunk's columns: runs of positions sharing an output row and a tile
-        for (int64_t k = k0; k < k1; ++k) {
-          const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
-          const Tap tp = taps[j];
-          T* base = cols.data() + (k - k0) * TW;
-          int64_t q = 0;
-          while (q < np) {
-            const int64_t p = p0 + q, oh = p / g.wo, ow = p % g.wo;
-            const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
-            T* dst = base + (q / TW) * nk * TW + q % TW;
-            const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-            if (ih < 0 || ih >= g.h) {
-              std::fill(dst, dst + run, T(0));
-            } else {
-              const T* src = xg + (c * g.h + ih) * g.w + tp.off;
-              const int64_t a = std::min(std::max(tp.lo, ow), ow + run);
-              const int64_t e = std::max(std::min(tp.hi, ow + run), a);
-              std::fill(dst, dst + (a - ow), T(0));
-              if (g.sw == 1)
-                std::memcpy(dst + (a - ow), src + a, (e - a) * sizeof(T));
-              else
-                for (int64_t v = a; v < e; ++v) dst[v - ow] = src[v * g.sw];
-              std::fill(dst + (e - ow), dst + run, T(0));
-            }
-            q += run;
-          }
-          if (np % TW) {
-            T* dst = base + (np / TW) * nk * TW;
-            std::fill(dst + np % TW, dst + TW, T(0));
-          }
-        }
-        for (int64_t ob = ob_begin; ob < ob_end; ++ob) {
+        const int64_t nk = std::min(K, k0 + kc) - k0;
+        pack_cols<T, TW>(x + (n * g.c + grp * g.cg) * g.h * g.w, g, taps, p0, np, k0, k0 + nk, cols.data());
+        for (int64_t ob = os * ob_per; ob < ob_end; ++ob) {
           const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
           const T* wk = wpk.data() + ((grp * nob + ob) * K + k0) * OB;
           for (int64_t tile = 0; tile < ntiles; ++tile) {
-            const int64_t q0 = tile * TW, cnt = std::min(TW, np - q0);
+            const int64_t cnt = std::min(TW, np - tile * TW);
+            T* out = y + (n * g.o + o0) * hw + p0 + tile * TW;
             V acc[OB][2];
             for (int r = 0; r < OB; ++r) {
               if (k0 > 0 && r < nvalid) {  // continue the partial sums of the previous k block
-                const T* src = y + (n * g.o + o0 + r) * hw + p0 + q0;
-                if (cnt < TW) {
-                  std::copy(src, src + cnt, tmp);
-                  src = tmp;
-                }
-                acc[r][0] = vload(src);
-                acc[r][1] = vload(src + L);
+                load_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
               } else {
                 const T init = (b && r < nvalid) ? b[o0 + r] : T(0);
                 acc[r][0] = V{} + init;
                 acc[r][1] = V{} + init;
               }
             }
-            const T* __restrict__ cp = cols.data() + tile * nk * TW;
-            const T* __restrict__ wp = wk;
-            for (int64_t k = 0; k < nk; ++k, cp += TW, wp += OB) {
-              const V b0 = vload(cp), b1 = vload(cp + L);
-#pragma GCC unroll 8
-              for (int r = 0; r < OB; ++r) {
-                acc[r][0] += wp[r] * b0;
-                acc[r][1] += wp[r] * b1;
-              }
-            }
-            for (int64_t r = 0; r < nvalid; ++r) {
-              T* out = y + (n * g.o + o0 + r) * hw + p0 + q0;
-              if (cnt == TW) {
-                vstore(out, acc[r][0]);
-                vstore(out + L, acc[r][1]);
-              } else {
-                vstore(tmp, acc[r][0]);
-                vstore(tmp + L, acc[r][1]);
-                std::copy(tmp, tmp + cnt, out);
-              }
-            }
+            gemm_tile<T, OB>(wk, cols.data() + tile * nk * TW, nk, acc);
+            for (int64_t r = 0; r < nvalid; ++r) store_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
           }
         }
       }
@@ -191,88 +263,137 @@ void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g)
     forward_tiled<T, 1>(x, w, b, y, g);
 }
 
-// grad_input. A task owns one input plane gx[n, c] (zeroed first) and scatters into it, for each output
-// channel o of c's group, output row oh and kernel tap (i, j) in that order:
-// gx[ih, ow*sw + j*dw - pl] += w[o, c, i, j] * gy[n, o, oh, ow]  (contiguous when sw == 1).
-// FLOPs equal the forward's; gy is read once per input channel of the group.
+// grad_input = col2im(W^T dY), tiled. A task owns input channels [c0, c1) of one image and group, i.e. the
+// rows k of W^T for those channels, and so owns gx[n, c0:c1] (zeroed first): no two tasks write the same
+// element. Per chunk of P positions (P fixed, so the summation order of every element is the same for any
+// split) it packs dY of the group's output channels as [tile][o][TW], computes the column gradient
+// cols[k][p] = sum_o W[o, k] dY[o, p] with gemm_tile (8 rows of k per register tile, o ascending) and
+// scatters it with col2im_add. FLOPs equal the forward's; the scatter is K*P adds per chunk.
 template <typename T>
-void grad_input_kernel(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int RB = 8;
+  constexpr int64_t TW = 2 * Simd<T>::L;
+  const int64_t K = g.cg * g.kh * g.kw, khw = g.kh * g.kw, hw = g.ho * g.wo;
+  // W^T panels: rows = k of a group, reduction index = the group's output channel o.
+  const std::vector<T> wtpk = pack_panels<T, RB>(w, g.groups, K, g.og, 1, K, g.og * K);
+  const int64_t nrb_total = (K + RB - 1) / RB;
   const std::vector<Tap> taps = column_taps(g);
-  const int64_t tasks = g.n * g.c;
-  const int64_t task_flops = 2 * g.og * g.ho * g.wo * g.kh * g.kw;
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(task_flops, 1));
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
+  const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 4) * TW;
+  const int64_t chunks = (hw + P - 1) / P;
+  // channel blocks: enough tasks for the threads, and a column tile of at most kColBytes
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t split = std::max<int64_t>(1, (want + g.n * g.groups - 1) / (g.n * g.groups));
+  int64_t cb = std::max<int64_t>(1, (g.cg + split - 1) / split);
+  cb = std::max<int64_t>(1, std::min(cb, kColBytes / (khw * P * (int64_t)sizeof(T))));
+  const int64_t cblocks = (g.cg + cb - 1) / cb;
+  at::parallel_for(0, g.n * g.groups * cblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> gyp(g.og * P), cols(cb * khw * P);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / g.c, cin = t % g.c, grp = cin / g.cg, c = cin % g.cg;
-      T* plane = gx + t * g.h * g.w;
-      std::fill(plane, plane + g.h * g.w, T(0));
-      for (int64_t o = grp * g.og; o < (grp + 1) * g.og; ++o) {
-        const T* gyo = gy + (n * g.o + o) * g.ho * g.wo;
-        const T* wo_ = w + (o * g.cg + c) * g.kh * g.kw;
-        for (int64_t oh = 0; oh < g.ho; ++oh) {
-          const T* __restrict__ gyr = gyo + oh * g.wo;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-            if (ih < 0 || ih >= g.h) continue;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t off = taps[j].off, lo = taps[j].lo, hi = taps[j].hi;
-              const T wv = wo_[i * g.kw + j];
-              T* __restrict__ dst = plane + ih * g.w + off;
-              if (g.sw == 1) {
-                for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += wv * gyr[ow];
-              } else {
-                for (int64_t ow = lo; ow < hi; ++ow) dst[ow * g.sw] += wv * gyr[ow];
-              }
+      const int64_t cbk = t % cblocks, grp = (t / cblocks) % g.groups, n = t / (cblocks * g.groups);
+      const int64_t c0 = cbk * cb, c1 = std::min(g.cg, c0 + cb), k0 = c0 * khw, k1 = c1 * khw, nk = k1 - k0;
+      T* gxg = gx + (n * g.c + grp * g.cg) * g.h * g.w;
+      std::fill(gxg + c0 * g.h * g.w, gxg + c1 * g.h * g.w, T(0));
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW;
+        for (int64_t o = 0; o < g.og; ++o) {  // dY[o, p0:p0+np] -> gyp[tile][o][TW], zero tail
+          const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
+          for (int64_t tile = 0; tile < ntiles; ++tile) {
+            T* dst = gyp.data() + (tile * g.og + o) * TW;
+            const int64_t cnt = std::min(TW, np - tile * TW);
+            std::copy(src + tile * TW, src + tile * TW + cnt, dst);
+            std::fill(dst + cnt, dst + TW, T(0));
+          }
+        }
+        for (int64_t rb = k0 / RB; rb * RB < k1; ++rb) {  // W^T panels by absolute k; keep rows in [k0, k1)
+          const T* panel = wtpk.data() + (grp * nrb_total + rb) * g.og * RB;
+          for (int64_t tile = 0; tile < ntiles; ++tile) {
+            V acc[RB][2];
+            for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = V{};
+            gemm_tile<T, RB>(panel, gyp.data() + tile * g.og * TW, g.og, acc);
+            for (int64_t r = 0; r < RB; ++r) {
+              const int64_t k = rb * RB + r;
+              if (k < k0 || k >= k1) continue;
+              T* dst = cols.data() + (tile * nk + (k - k0)) * TW;
+              vstore(dst, acc[r][0]);
+              vstore(dst + Simd<T>::L, acc[r][1]);
             }
           }
         }
+        col2im_add<T, TW>(cols.data(), g, taps, p0, np, k0, k1, gxg);
       }
     }
   });
 }
 
-// grad_weight. A task owns gw[o, c, :, :] and reduces over n, oh and ow. Per tap (i, j) it keeps Wo
-// partial sums (lanes[i, j, ow] += gy[n, o, oh, ow] * x[n, cin, ih, ow*sw + j*dw - pl], vectorisable) and
-// adds the lanes in order at the end: a fixed reduction order without -ffast-math.
+// grad_weight, tiled: gw[o, k] = sum over images and positions p of dY[o, p] * cols[k][p], a GEMM whose
+// reduction runs over positions. A task owns rows k in [k0, k1) of one group for all its output channels,
+// i.e. gw[:, k0:k1], accumulated in a per-task buffer gwt[k][o]. Per image and chunk of P positions (P fixed)
+// it packs those rows of cols (pack_cols), transposes them into panels colsT[kpanel][p][8] and dY into
+// gyT[otile][p][TW] (o contiguous, zero past the group's channels and past np), then for every 8 k x TW o
+// register tile runs gemm_tile over the P positions (p ascending): 2 vector loads + 8 broadcasts per 16 FMAs
+// and one load/store of the tile per chunk. The summation order of an element depends only on P, never
+// on the split, so results are thread-count independent.
 template <typename T>
-void grad_weight_kernel(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L, TW = 2 * L;
+  constexpr int RB = 8;
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo;
   const std::vector<Tap> taps = column_taps(g);
-  const int64_t tasks = g.o * g.cg;
-  const int64_t ntaps = g.kh * g.kw;
-  const int64_t task_flops = 2 * g.n * g.ho * g.wo * ntaps;
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(task_flops, 1));
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-    std::vector<T> lanes(ntaps * g.wo);
+  const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 8) * TW;
+  const int64_t chunks = (hw + P - 1) / P;
+  const int64_t otiles = (g.og + TW - 1) / TW, og_pad = otiles * TW;
+  // Parallel split: over rows k when K >= Og (each task then re-packs its share of dY), else over output
+  // tiles (each task re-packs the columns): the duplicated packing is the smaller operand.
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t split = std::max<int64_t>(1, (want + g.groups - 1) / g.groups);
+  const bool split_k = K >= g.og;
+  int64_t kc = split_k ? ((K + split - 1) / split + RB - 1) / RB * RB : (K + RB - 1) / RB * RB;
+  // bound the accumulator buffer (kc x og_pad) and the column tile (kc x P)
+  kc = std::max<int64_t>(RB, std::min(kc, (kColBytes / ((int64_t)sizeof(T) * std::max(og_pad, P))) / RB * RB));
+  const int64_t kblocks = (K + kc - 1) / kc;
+  const int64_t osplit = split_k ? 1 : std::min(otiles, split), ot_per = (otiles + osplit - 1) / osplit;
+  at::parallel_for(0, g.groups * kblocks * osplit, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> cols(kc * P), colst(kc * P), gyt(og_pad * P), acc_buf(kc * og_pad);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t o = t / g.cg, c = t % g.cg, grp = o / g.og, cin = grp * g.cg + c;
-      std::fill(lanes.begin(), lanes.end(), T(0));
+      const int64_t os = t % osplit, kb = (t / osplit) % kblocks, grp = t / (osplit * kblocks);
+      const int64_t k0 = kb * kc, k1 = std::min(K, k0 + kc), nk = k1 - k0, kpanels = (nk + RB - 1) / RB;
+      const int64_t ot0 = os * ot_per, ot1 = std::min(otiles, ot0 + ot_per);
+      const int64_t o_begin = ot0 * TW, o_end = std::min(g.og, ot1 * TW);
+      std::fill(acc_buf.begin(), acc_buf.end(), T(0));
       for (int64_t n = 0; n < g.n; ++n) {
-        const T* xp = x + (n * g.c + cin) * g.h * g.w;
-        const T* gyo = gy + (n * g.o + o) * g.ho * g.wo;
-        for (int64_t oh = 0; oh < g.ho; ++oh) {
-          const T* __restrict__ gyr = gyo + oh * g.wo;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-            if (ih < 0 || ih >= g.h) continue;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t off = taps[j].off, lo = taps[j].lo, hi = taps[j].hi;
-              const T* __restrict__ xs = xp + ih * g.w + off;
-              T* __restrict__ l = lanes.data() + (i * g.kw + j) * g.wo;
-              if (g.sw == 1) {
-                for (int64_t ow = lo; ow < hi; ++ow) l[ow] += gyr[ow] * xs[ow];
-              } else {
-                for (int64_t ow = lo; ow < hi; ++ow) l[ow] += gyr[ow] * xs[ow * g.sw];
+        const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+          const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
+          pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols.data());
+          for (int64_t kk = 0; kk < kpanels * RB; ++kk)  // rows past nk: zero (the layout moves with npad)
+            for (int64_t q = 0; q < npad; ++q)
+              colst[((kk / RB) * npad + q) * RB + kk % RB] = kk < nk ? cols[((q / TW) * nk + kk) * TW + q % TW] : T(0);
+          std::fill(gyt.begin() + ot0 * npad * TW, gyt.begin() + ot1 * npad * TW, T(0));
+          for (int64_t o = o_begin; o < o_end; ++o) {
+            const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
+            T* dst = gyt.data() + (o / TW) * npad * TW + o % TW;
+            for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
+          }
+          for (int64_t kp = 0; kp < kpanels; ++kp)
+            for (int64_t ot = ot0; ot < ot1; ++ot) {
+              V acc[RB][2];
+              T* c = acc_buf.data() + (kp * RB) * og_pad + ot * TW;
+              for (int r = 0; r < RB; ++r) {
+                acc[r][0] = vload(c + r * og_pad);
+                acc[r][1] = vload(c + r * og_pad + L);
+              }
+              gemm_tile<T, RB>(colst.data() + kp * npad * RB, gyt.data() + ot * npad * TW, npad, acc);
+              for (int r = 0; r < RB; ++r) {
+                vstore(c + r * og_pad, acc[r][0]);
+                vstore(c + r * og_pad + L, acc[r][1]);
               }
             }
-          }
         }
       }
-      T* out = gw + t * ntaps;
-      for (int64_t k = 0; k < ntaps; ++k) {
-        T s = 0;
-        for (int64_t ow = 0; ow < g.wo; ++ow) s += lanes[k * g.wo + ow];
-        out[k] = s;
-      }
+      for (int64_t o = o_begin; o < o_end; ++o)
+        for (int64_t k = k0; k < k1; ++k) gw[(grp * g.og + o) * K + k] = acc_buf[(k - k0) * og_pad + o];
     }
   });
 }
@@ -330,29 +451,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     if (output_mask[0]) {
       const at::Tensor w = weight.to(ct).contiguous();
       gx = at::empty({g.n, g.c, g.h, g.w}, gy.options());
-      const int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
-      if (gx.numel() == 0) {
-      } else if (g.sh == 1 && g.sw == 1 && g.pt < eh && g.pb < eh && g.pl < ew && g.pr < ew) {
-        // Stride 1: grad_input is the forward problem on grad_output with the kernel flipped and
-        // transposed per group and padding eff-1-p, so it runs on the fast forward kernel.
-        const at::Tensor w2 = w.view({g.groups, g.og, g.cg, g.kh, g.kw}).transpose(1, 2).flip({3, 4})
-                                  .reshape({g.c, g.og, g.kh, g.kw}).contiguous();
-        const ConvGeom g2 = conv_geometry(gy, w2, c10::nullopt, {1, 1},
-                                          {eh - 1 - g.pt, eh - 1 - g.pb, ew - 1 - g.pl, ew - 1 - g.pr},
-                                          {g.dh, g.dw}, g.groups);
-        forward_kernel<scalar_t>(gy.const_data_ptr<scalar_t>(), w2.const_data_ptr<scalar_t>(), nullptr,
-                                 gx.mutable_data_ptr<scalar_t>(), g2);
-      } else {
-        grad_input_kernel<scalar_t>(gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                    gx.mutable_data_ptr<scalar_t>(), g);
-      }
+      if (gx.numel() > 0)
+        grad_input_tiled<scalar_t>(gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                   gx.mutable_data_ptr<scalar_t>(), g);
     }
     if (output_mask[1]) {
       const at::Tensor x = input.to(ct).contiguous();
       gw = at::empty({g.o, g.cg, g.kh, g.kw}, gy.options());
       if (gw.numel() > 0)
-        grad_weight_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), gy.const_data_ptr<scalar_t>(),
-                                     gw.mutable_data_ptr<scalar_t>(), g);
+        grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gy.const_data_ptr<scalar_t>(),
+                                    gw.mutable_data_ptr<scalar_t>(), g);
     }
     if (output_mask[2]) {
       gb = at::empty({g.o}, gy.options());
