@@ -31,7 +31,7 @@ def extensions():
     arch = os.environ.get("CONVKIT_ARCH", "native")
     march = {"native": "native", "portable": "x86-64-v2"}.get(arch, arch)
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += [f"-march={march}", "-fopenmp", "-std=c++17", f'-DCONVKIT_ARCH="{arch}:{march}"']
+    cxx += [f"-march={march}", "-fopenmp", f'-DCONVKIT_ARCH="{arch}:{march}"']
     if march == "native":
         cxx.append("-mprefer-vector-width=512")  # gcc otherwise keeps 256-bit vectors on AVX-512 AMD cores
     link = ["-fopenmp"]  # resolves to torch's own libgomp.so.1 at run time: one OpenMP runtime
