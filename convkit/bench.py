@@ -30,6 +30,9 @@ class Shape:
     groups: int = 1
     op: str = "corr2d"    # or "max" / "avg" pooling
 
+    def with_n(self, n: int) -> "Shape":
+        return dataclasses.replace(self, n=n)
+
     def describe(self) -> str:
         if self.op == "corr2d":
             g = f" g{self.groups}" if self.groups > 1 else ""
@@ -78,6 +81,34 @@ def _conv(id, n, c, k, hw, kernel, stride=1, pad=0, dil=1, groups=1):
 def _pool(id, n, c, hw, mode, kernel, stride, pad=0):
     return Shape(id, n, c, hw, hw, 0, (kernel, kernel), (stride, stride), (pad, pad), (1, 1), 1, mode)
 
+
+# ../shared/PERFORMANCE.md's shape list (N is set per run; L1/L2 are quoted at N = 256 there).
+SHAPES = [
+    _conv("R1", 1, 3, 64, 224, 7, 2, 3),
+    _conv("R2", 1, 64, 64, 56, 1),
+    _conv("R3", 1, 64, 64, 56, 3, pad=1),
+    _conv("R4", 1, 64, 256, 56, 1),
+    _conv("R6", 1, 128, 128, 56, 3, 2, 1),
+    _conv("R8", 1, 128, 128, 28, 3, pad=1),
+    _conv("R9", 1, 256, 256, 14, 3, pad=1),
+    _conv("R10", 1, 1024, 256, 14, 1),
+    _conv("R11", 1, 512, 512, 7, 3, pad=1),
+    _conv("G1", 1, 192, 32, 28, 5, pad=2),
+    _conv("D1", 1, 1, 32, (161, 700), (5, 20), 2),
+    _conv("X1", 1, 32, 32, 112, 3, pad=1, groups=32),
+    _conv("X2", 1, 64, 64, 56, 3, pad=1, groups=4),
+    _conv("X3", 1, 64, 64, 56, 3, pad=2, dil=2),
+    _conv("X4", 1, 20, 24, 30, 3, (2, 1), (1, 0)),
+    _conv("L1", 1, 1, 6, 28, 5, pad=2),
+    _conv("L2", 1, 6, 16, 14, 5),
+    _conv("T1", 1, 1, 1, 256, 3, pad=1),
+    _conv("T0", 1, 1, 1, (6, 8), (1, 2)),
+    _pool("P1", 1, 64, 112, "max", 3, 2, 1),
+    _pool("P2", 1, 256, 56, "max", 2, 2),
+    _pool("P3", 1, 256, 56, "avg", 2, 2),
+    _pool("P4", 1, 2048, 7, "avg", 7, 7),
+    _pool("P5", 1, 64, 112, "max", 3, 1, 1),
+]
 
 # The quick default: a few shapes spanning overhead-bound, few-channel, dense, depthwise and pooling.
 DEFAULT_SHAPES = [

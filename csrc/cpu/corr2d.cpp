@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../common.h"
@@ -151,20 +152,45 @@ inline void gemm_tile(const T* __restrict__ a, const T* __restrict__ b, int64_t 
   }
 }
 
-// Weights as panels of RB rows: out[grp][rblock][k][RB], rows r of group grp at w[(grp*rows + r)*ld + k*ks],
-// zeros past the last row. Forward packs W (rows = output channels, k contiguous); grad_input packs W^T
-// (rows = k of one group, k' = output channel).
+// The same register tile with the RB rows of a read in place (a[r][k0 + k], e.g. the rows of W): no
+// per-call weight packing; the RB row streams are each read sequentially.
 template <typename T, int RB>
-std::vector<T> pack_panels(const T* w, int64_t groups, int64_t rows, int64_t K, int64_t row_stride,
-                           int64_t k_stride, int64_t group_stride) {
-  const int64_t nrb = (rows + RB - 1) / RB;
-  std::vector<T> out(groups * nrb * K * RB, T(0));
-  for (int64_t grp = 0; grp < groups; ++grp)
-    for (int64_t r = 0; r < rows; ++r) {
-      T* dst = out.data() + ((grp * nrb + r / RB) * K) * RB + r % RB;
-      const T* src = w + grp * group_stride + r * row_stride;
-      for (int64_t k = 0; k < K; ++k) dst[k * RB] = src[k * k_stride];
+inline void gemm_tile_rows(const T* const (&a)[RB], int64_t k0, const T* __restrict__ b, int64_t nk,
+                           typename Simd<T>::V (&acc)[RB][2]) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t k = k0; k < k0 + nk; ++k, b += 2 * L) {
+    const V b0 = vload(b), b1 = vload(b + L);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      acc[r][0] += a[r][k] * b0;
+      acc[r][1] += a[r][k] * b1;
     }
+  }
+}
+
+// Weights as panels of RB rows: out[grp][rblock][k][RB], rows r of group grp at w[grp*group_stride +
+// r*row_stride + k*k_stride], zeros past the last row. Forward packs W (rows = output channels, k
+// contiguous); grad_input packs W^T (rows = k of one group, reduction index = output channel).
+// Runs on every call (weights change every step): contiguous writes, parallel over panels, no memset.
+template <typename T, int RB>
+std::unique_ptr<T[]> pack_panels(const T* w, int64_t groups, int64_t rows, int64_t K, int64_t row_stride,
+                                 int64_t k_stride, int64_t group_stride) {
+  const int64_t nrb = (rows + RB - 1) / RB;
+  std::unique_ptr<T[]> out(new T[groups * nrb * K * RB]);
+  T* o = out.get();
+  at::parallel_for(0, groups * nrb, std::max<int64_t>(1, 16384 / std::max<int64_t>(K * RB, 1)),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t pb = begin; pb < end; ++pb) {
+      const int64_t grp = pb / nrb, r0 = (pb % nrb) * RB, nr = std::min<int64_t>(RB, rows - r0);
+      const T* src = w + grp * group_stride + r0 * row_stride;
+      T* dst = o + pb * K * RB;
+      for (int64_t k = 0; k < K; ++k, dst += RB) {
+        for (int64_t r = 0; r < nr; ++r) dst[r] = src[r * row_stride + k * k_stride];
+        for (int64_t r = nr; r < RB; ++r) dst[r] = T(0);
+      }
+    }
+  });
   return out;
 }
 
@@ -195,57 +221,66 @@ inline void load_tile_row(const T* src, typename Simd<T>::V& v0, typename Simd<T
   v1 = vload(src + L);
 }
 
-// Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo) contiguous; weights packed once as
-// OB-row panels (pack_panels). A task owns a chunk of P output positions (flattened Ho*Wo, rows may wrap)
-// of one image and group, for a range of output-channel blocks. For each block of kc rows of k it packs
-// the chunk's windows (pack_cols, kc*P*sizeof(T) <= kColBytes), then for every block of OB output channels
-// and every tile of TW positions runs gemm_tile over the kc rows; between k blocks the partial sums go
-// through y. k order is fixed, so results do not depend on the thread count. Packing: K*P copies per
-// task, 1/Og of the FMAs.
+// Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo), w (O, K) contiguous; the OB weight
+// rows of a register tile are read in place (gemm_tile_rows), so nothing is packed per call. A task owns a chunk of P output positions (flattened Ho*Wo, rows may wrap)
+// of one group, for a range of images and a range of output-channel blocks. For each block of kc rows of
+// k, and each image, it packs the chunk's windows (pack_cols, kc*P*sizeof(T) <= kColBytes), then for every
+// block of OB output channels and every tile of TW positions runs gemm_tile over the kc rows; between k
+// blocks the partial sums go through y. With k blocks outermost, the task's kc x (its channels) weight
+// block stays in L2 across images. Tasks split positions first, then images, then output channels, so a layer
+// with large weights and few positions (R9, R11) reads its weights only a few times per call.
+// k order is fixed, so results do not depend on the thread count. Packing: K*P copies per image and task.
 template <typename T, int OB>
 void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   using V = typename Simd<T>::V;
   constexpr int64_t TW = 2 * Simd<T>::L;
   const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, nob = (g.og + OB - 1) / OB;
-  const std::vector<T> wpk = pack_panels<T, OB>(w, g.groups, g.og, K, K, 1, g.og * K);
+  const std::vector<T> zero_row(K, T(0));  // stands in for the rows past a group's last output channel
   const std::vector<Tap> taps = column_taps(g);
   const int64_t kc = std::min(K, kKc), hw_tiles = (hw + TW - 1) / TW;
-  int64_t p_tiles = std::min(hw_tiles, std::max<int64_t>(1, kColBytes / (kc * TW * (int64_t)sizeof(T))));
-  // Enough tasks for every thread: smaller position chunks first, then split the output-channel blocks.
   const int64_t want = 2 * at::get_num_threads();
-  if (g.n * g.groups * ((hw_tiles + p_tiles - 1) / p_tiles) < want)
-    p_tiles = std::max<int64_t>(1, std::min(p_tiles, hw_tiles * g.n * g.groups / want));
-  const int64_t P = p_tiles * TW, chunks = (hw + P - 1) / P;
-  const int64_t osplit = std::min(nob, std::max<int64_t>(1, want / (g.n * g.groups * chunks)));
-  const int64_t ob_per = (nob + osplit - 1) / osplit;
-  at::parallel_for(0, g.n * g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
+  int64_t p_tiles = std::min(hw_tiles, std::max<int64_t>(1, kColBytes / (kc * TW * (int64_t)sizeof(T))));
+  int64_t chunks = (hw_tiles + p_tiles - 1) / p_tiles;
+  // images before output channels: splitting channels makes every task re-pack the same columns
+  const int64_t nsplit = std::min(g.n, (want + g.groups * chunks - 1) / (g.groups * chunks));
+  const int64_t osplit = std::min(nob, (want + g.groups * chunks * nsplit - 1) / (g.groups * chunks * nsplit));
+  if (g.groups * chunks * osplit * nsplit < want) {
+    p_tiles = std::max<int64_t>(1, hw_tiles * g.groups * osplit * nsplit / want);
+    chunks = (hw_tiles + p_tiles - 1) / p_tiles;
+  }
+  const int64_t P = p_tiles * TW;
+  const int64_t ob_per = (nob + osplit - 1) / osplit, n_per = (g.n + nsplit - 1) / nsplit;
+  at::parallel_for(0, nsplit * g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> cols(kc * P);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t os = t % osplit, ch = (t / osplit) % chunks, grp = (t / (osplit * chunks)) % g.groups;
-      const int64_t n = t / (osplit * chunks * g.groups);
+      const int64_t ns = t / (osplit * chunks * g.groups);
       const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW;
-      const int64_t ob_end = std::min(nob, (os + 1) * ob_per);
+      const int64_t ob_end = std::min(nob, (os + 1) * ob_per), n_end = std::min(g.n, (ns + 1) * n_per);
       for (int64_t k0 = 0; k0 < K; k0 += kc) {
         const int64_t nk = std::min(K, k0 + kc) - k0;
-        pack_cols<T, TW>(x + (n * g.c + grp * g.cg) * g.h * g.w, g, taps, p0, np, k0, k0 + nk, cols.data());
-        for (int64_t ob = os * ob_per; ob < ob_end; ++ob) {
-          const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
-          const T* wk = wpk.data() + ((grp * nob + ob) * K + k0) * OB;
-          for (int64_t tile = 0; tile < ntiles; ++tile) {
-            const int64_t cnt = std::min(TW, np - tile * TW);
-            T* out = y + (n * g.o + o0) * hw + p0 + tile * TW;
-            V acc[OB][2];
-            for (int r = 0; r < OB; ++r) {
-              if (k0 > 0 && r < nvalid) {  // continue the partial sums of the previous k block
-                load_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
-              } else {
-                const T init = (b && r < nvalid) ? b[o0 + r] : T(0);
-                acc[r][0] = V{} + init;
-                acc[r][1] = V{} + init;
+        for (int64_t n = ns * n_per; n < n_end; ++n) {
+          pack_cols<T, TW>(x + (n * g.c + grp * g.cg) * g.h * g.w, g, taps, p0, np, k0, k0 + nk, cols.data());
+          for (int64_t ob = os * ob_per; ob < ob_end; ++ob) {
+            const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
+            const T* wrows[OB];
+            for (int r = 0; r < OB; ++r) wrows[r] = r < nvalid ? w + (o0 + r) * K : zero_row.data();
+            for (int64_t tile = 0; tile < ntiles; ++tile) {
+              const int64_t cnt = std::min(TW, np - tile * TW);
+              T* out = y + (n * g.o + o0) * hw + p0 + tile * TW;
+              V acc[OB][2];
+              for (int r = 0; r < OB; ++r) {
+                if (k0 > 0 && r < nvalid) {  // continue the partial sums of the previous k block
+                  load_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
+                } else {
+                  const T init = (b && r < nvalid) ? b[o0 + r] : T(0);
+                  acc[r][0] = V{} + init;
+                  acc[r][1] = V{} + init;
+                }
               }
+              gemm_tile_rows<T, OB>(wrows, k0, cols.data() + tile * nk * TW, nk, acc);
+              for (int64_t r = 0; r < nvalid; ++r) store_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
             }
-            gemm_tile<T, OB>(wk, cols.data() + tile * nk * TW, nk, acc);
-            for (int64_t r = 0; r < nvalid; ++r) store_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
           }
         }
       }
@@ -276,7 +311,7 @@ void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
   constexpr int64_t TW = 2 * Simd<T>::L;
   const int64_t K = g.cg * g.kh * g.kw, khw = g.kh * g.kw, hw = g.ho * g.wo;
   // W^T panels: rows = k of a group, reduction index = the group's output channel o.
-  const std::vector<T> wtpk = pack_panels<T, RB>(w, g.groups, K, g.og, 1, K, g.og * K);
+  const std::unique_ptr<T[]> wtpk = pack_panels<T, RB>(w, g.groups, K, g.og, 1, K, g.og * K);
   const int64_t nrb_total = (K + RB - 1) / RB;
   const std::vector<Tap> taps = column_taps(g);
   const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 4) * TW;
@@ -306,7 +341,7 @@ void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
           }
         }
         for (int64_t rb = k0 / RB; rb * RB < k1; ++rb) {  // W^T panels by absolute k; keep rows in [k0, k1)
-          const T* panel = wtpk.data() + (grp * nrb_total + rb) * g.og * RB;
+          const T* panel = wtpk.get() + (grp * nrb_total + rb) * g.og * RB;
           for (int64_t tile = 0; tile < ntiles; ++tile) {
             V acc[RB][2];
             for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = V{};
