@@ -58,35 +58,48 @@ inline void vstore(T* p, const typename Simd<T>::V& v) {
 }
 
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
-constexpr int64_t kKc = 256;               // rows of k per column tile: an OB x kKc weight panel stays in L1
+constexpr int64_t kSharedColBytes = 1 << 20;  // column block packed by all threads together (shared schedule)
+constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
 // cols[tile][k - k0][TW] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] for position p = oh*Wo + ow, zero
 // where that reads padding and for positions past np (up to a whole tile). Copies run along output rows.
+// ld_k / k_base: the tile's k extent and first row (default: exactly [k0, k1)), so that several threads
+// can pack disjoint row ranges of one shared tile. Runs are short (Wo elements) for small images: plain
+// loops instead of memcpy/fill calls keep the per-run cost at a few cycles.
+// Positions may run past the end of the image into the next ones (p0 + np > Ho*Wo): xg then advances by
+// one image (C*H*W), so small maps can be batched into full tiles.
 template <typename T, int64_t TW>
 void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
-               int64_t k1, T* cols) {
-  const int64_t nk = k1 - k0, khw = g.kh * g.kw;
+               int64_t k1, T* cols, int64_t ld_k = -1, int64_t k_base = -1) {
+  const int64_t nk = ld_k < 0 ? k1 - k0 : ld_k, kb = k_base < 0 ? k0 : k_base, khw = g.kh * g.kw;
+  const int64_t image = g.c * g.h * g.w;
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
     const Tap tp = taps[j];
-    T* base = cols + (k - k0) * TW;
+    T* base = cols + (k - kb) * TW;
+    const T* xi = xg;
     int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo;
     while (q < np) {
+      if (oh == g.ho) {
+        oh = 0;
+        xi += image;
+      }
       const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
       T* dst = base + (q / TW) * nk * TW + q % TW;
       const int64_t ih = oh * g.sh - g.pt + i * g.dh;
       if (ih < 0 || ih >= g.h) {
-        std::fill(dst, dst + run, T(0));
+        for (int64_t v = 0; v < run; ++v) dst[v] = T(0);
       } else {
-        const T* src = xg + (c * g.h + ih) * g.w + tp.off;
+        const T* src = xi + (c * g.h + ih) * g.w + tp.off;
         const int64_t a = std::min(std::max(tp.lo, ow), ow + run), e = std::max(std::min(tp.hi, ow + run), a);
-        std::fill(dst, dst + (a - ow), T(0));
+        T* d = dst - ow;
+        for (int64_t v = ow; v < a; ++v) d[v] = T(0);
         if (g.sw == 1)
-          std::memcpy(dst + (a - ow), src + a, (e - a) * sizeof(T));
+          for (int64_t v = a; v < e; ++v) d[v] = src[v];
         else
-          for (int64_t v = a; v < e; ++v) dst[v - ow] = src[v * g.sw];
-        std::fill(dst + (e - ow), dst + run, T(0));
+          for (int64_t v = a; v < e; ++v) d[v] = src[v * g.sw];
+        for (int64_t v = e; v < ow + run; ++v) d[v] = T(0);
       }
       q += run;
       ow += run;
@@ -97,7 +110,7 @@ void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int
     }
     if (np % TW) {
       T* dst = base + (np / TW) * nk * TW;
-      std::fill(dst + np % TW, dst + TW, T(0));
+      for (int64_t v = np % TW; v < TW; ++v) dst[v] = T(0);
     }
   }
 }
@@ -221,68 +234,141 @@ inline void load_tile_row(const T* src, typename Simd<T>::V& v0, typename Simd<T
   v1 = vload(src + L);
 }
 
-// Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo), w (O, K) contiguous; the OB weight
-// rows of a register tile are read in place (gemm_tile_rows), so nothing is packed per call. A task owns a chunk of P output positions (flattened Ho*Wo, rows may wrap)
-// of one group, for a range of images and a range of output-channel blocks. For each block of kc rows of
-// k, and each image, it packs the chunk's windows (pack_cols, kc*P*sizeof(T) <= kColBytes), then for every
-// block of OB output channels and every tile of TW positions runs gemm_tile over the kc rows; between k
-// blocks the partial sums go through y. With k blocks outermost, the task's kc x (its channels) weight
-// block stays in L2 across images. Tasks split positions first, then images, then output channels, so a layer
-// with large weights and few positions (R9, R11) reads its weights only a few times per call.
-// k order is fixed, so results do not depend on the thread count. Packing: K*P copies per image and task.
+// Rows o0 .. o0+nrows-1 of y at flattened positions [q, q + cnt) (q = n*Ho*Wo + p), which may straddle
+// images: one OB x 2-vector register tile in or out of y.
+template <typename T, int OB>
+struct FlatTile {
+  using V = typename Simd<T>::V;
+  static constexpr int64_t L = Simd<T>::L;
+
+  static void store(T* y, const ConvGeom& g, int64_t o0, int64_t nrows, int64_t q, int64_t cnt, V (&acc)[OB][2]) {
+    nrows = std::min<int64_t>(nrows, OB);
+    const int64_t hw = g.ho * g.wo, n = q / hw, p = q % hw;
+    if (p + cnt <= hw) {
+      for (int64_t r = 0; r < nrows; ++r) store_tile_row<T>(y + (n * g.o + o0 + r) * hw + p, acc[r][0], acc[r][1], cnt);
+      return;
+    }
+    alignas(64) T tmp[2 * L];
+    for (int64_t r = 0; r < nrows; ++r) {
+      vstore(tmp, acc[r][0]);
+      vstore(tmp + L, acc[r][1]);
+      for (int64_t v = 0, nn = n, pp = p; v < cnt; pp = 0, ++nn) {  // one contiguous segment per image
+        const int64_t seg = std::min(cnt - v, hw - pp);
+        std::copy(tmp + v, tmp + v + seg, y + (nn * g.o + o0 + r) * hw + pp);
+        v += seg;
+      }
+    }
+  }
+
+  static void load(const T* y, const ConvGeom& g, int64_t o0, int64_t nrows, int64_t q, int64_t cnt, V (&acc)[OB][2]) {
+    nrows = std::min<int64_t>(nrows, OB);
+    const int64_t hw = g.ho * g.wo, n = q / hw, p = q % hw;
+    alignas(64) T tmp[2 * L] = {};
+    for (int64_t r = 0; r < nrows; ++r) {
+      if (p + cnt <= hw) {
+        load_tile_row<T>(y + (n * g.o + o0 + r) * hw + p, acc[r][0], acc[r][1], cnt);
+      } else {
+        for (int64_t v = 0, nn = n, pp = p; v < cnt; pp = 0, ++nn) {
+          const int64_t seg = std::min(cnt - v, hw - pp);
+          const T* src = y + (nn * g.o + o0 + r) * hw + pp;
+          std::copy(src, src + seg, tmp + v);
+          v += seg;
+        }
+        acc[r][0] = vload(tmp);
+        acc[r][1] = vload(tmp + L);
+      }
+    }
+  }
+};
+
+// One OB-row block of output channels over one tile of TW flattened positions, for rows k0 .. k0+nk of the
+// reduction: starts from the bias (k0 == 0) or from the partial sums in y, runs gemm_tile_rows, stores.
+template <typename T, int OB>
+inline void forward_block(const T* w, const T* b, T* y, const ConvGeom& g, const T* zero_row, int64_t grp, int64_t ob,
+                          int64_t k0, int64_t nk, const T* cols_tile, int64_t q, int64_t cnt) {
+  using V = typename Simd<T>::V;
+  const int64_t K = g.cg * g.kh * g.kw;
+  const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
+  const T* wrows[OB];
+  for (int r = 0; r < OB; ++r) wrows[r] = r < nvalid ? w + (o0 + r) * K : zero_row;
+  V acc[OB][2];
+  if (k0 > 0) {
+    FlatTile<T, OB>::load(y, g, o0, nvalid, q, cnt, acc);
+  }
+  for (int64_t r = (k0 > 0 ? nvalid : 0); r < OB; ++r) {
+    const T init = (b && r < nvalid) ? b[o0 + r] : T(0);
+    acc[r][0] = V{} + init;
+    acc[r][1] = V{} + init;
+  }
+  gemm_tile_rows<T, OB>(wrows, k0, cols_tile, nk, acc);
+  FlatTile<T, OB>::store(y, g, o0, nvalid, q, cnt, acc);
+}
+
+// Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo), w (O, K) contiguous, k = (c, i, j).
+// Output positions are flattened over images (q = n*Ho*Wo + p) and cut into tiles of TW = 2 vectors, so
+// small maps (7x7, 14x14) still fill whole tiles. A register tile is OB output channels x TW positions,
+// accumulated over rows of k by gemm_tile_rows, reading the OB weight rows in place (nothing is packed
+// per call). Two schedules:
+//  * local (many positions, e.g. R3): a task owns a chunk of P positions of one group and a range of
+//    output-channel blocks; per block of kc rows of k it packs its chunk (pack_cols, kc*P*sizeof(T) <=
+//    kColBytes) and runs every tile x channel block (the tile's kc x TW columns stay in L1 across blocks).
+//  * shared (few positions, large weights, e.g. R9/R11): per block of kc rows the threads first pack all
+//    positions together, then split the output-channel blocks, so every weight is read about once per call.
+// Between k blocks the partial sums go through y. The k order is fixed, so results do not depend on the
+// thread count or the schedule.
 template <typename T, int OB>
 void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
-  using V = typename Simd<T>::V;
   constexpr int64_t TW = 2 * Simd<T>::L;
-  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, nob = (g.og + OB - 1) / OB;
-  const std::vector<T> zero_row(K, T(0));  // stands in for the rows past a group's last output channel
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, total = g.n * hw, nob = (g.og + OB - 1) / OB;
   const std::vector<Tap> taps = column_taps(g);
-  const int64_t kc = std::min(K, kKc), hw_tiles = (hw + TW - 1) / TW;
+  const std::vector<T> zero_row(K, T(0));  // stands in for the rows past a group's last output channel
+  const int64_t kc = std::min(K, kKc), tiles_all = (total + TW - 1) / TW;
   const int64_t want = 2 * at::get_num_threads();
-  int64_t p_tiles = std::min(hw_tiles, std::max<int64_t>(1, kColBytes / (kc * TW * (int64_t)sizeof(T))));
-  int64_t chunks = (hw_tiles + p_tiles - 1) / p_tiles;
-  // images before output channels: splitting channels makes every task re-pack the same columns
-  const int64_t nsplit = std::min(g.n, (want + g.groups * chunks - 1) / (g.groups * chunks));
-  const int64_t osplit = std::min(nob, (want + g.groups * chunks * nsplit - 1) / (g.groups * chunks * nsplit));
-  if (g.groups * chunks * osplit * nsplit < want) {
-    p_tiles = std::max<int64_t>(1, hw_tiles * g.groups * osplit * nsplit / want);
-    chunks = (hw_tiles + p_tiles - 1) / p_tiles;
+  int64_t p_tiles = std::min(tiles_all, std::max<int64_t>(1, kColBytes / (kc * TW * (int64_t)sizeof(T))));
+  int64_t chunks = (tiles_all + p_tiles - 1) / p_tiles;
+  const auto image_base = [&](int64_t q, int64_t grp) { return x + ((q / hw) * g.c + grp * g.cg) * g.h * g.w; };
+
+  if (g.groups * chunks < want && nob >= want) {  // shared schedule
+    const int64_t super = std::max<int64_t>(1, kSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
+    std::unique_ptr<T[]> cols(new T[kc * std::min(super, tiles_all) * TW]);
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
+        const int64_t nt = std::min(super, tiles_all - t0), q0 = t0 * TW, np = std::min(nt * TW, total - q0);
+        for (int64_t k0 = 0; k0 < K; k0 += kc) {
+          const int64_t nk = std::min(K, k0 + kc) - k0;
+          at::parallel_for(0, nk, 8, [&](int64_t kb, int64_t ke) {
+            pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0 + kb, k0 + ke, cols.get(), nk, k0);
+          });
+          at::parallel_for(0, nob, 1, [&](int64_t ob_begin, int64_t ob_end) {
+            for (int64_t tile = 0; tile < nt; ++tile)
+              for (int64_t ob = ob_begin; ob < ob_end; ++ob)
+                forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols.get() + tile * nk * TW,
+                                     q0 + tile * TW, std::min(TW, np - tile * TW));
+          });
+        }
+      }
+    return;
   }
-  const int64_t P = p_tiles * TW;
-  const int64_t ob_per = (nob + osplit - 1) / osplit, n_per = (g.n + nsplit - 1) / nsplit;
-  at::parallel_for(0, nsplit * g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
+  // local schedule: positions first, then output channels, then smaller chunks
+  const int64_t osplit = std::min(nob, (want + g.groups * chunks - 1) / (g.groups * chunks));
+  if (g.groups * chunks * osplit < want) {
+    p_tiles = std::max<int64_t>(1, tiles_all * g.groups * osplit / want);
+    chunks = (tiles_all + p_tiles - 1) / p_tiles;
+  }
+  const int64_t P = p_tiles * TW, ob_per = (nob + osplit - 1) / osplit;
+  at::parallel_for(0, g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> cols(kc * P);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t os = t % osplit, ch = (t / osplit) % chunks, grp = (t / (osplit * chunks)) % g.groups;
-      const int64_t ns = t / (osplit * chunks * g.groups);
-      const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW;
-      const int64_t ob_end = std::min(nob, (os + 1) * ob_per), n_end = std::min(g.n, (ns + 1) * n_per);
+      const int64_t os = t % osplit, ch = (t / osplit) % chunks, grp = t / (osplit * chunks);
+      const int64_t q0 = ch * P, np = std::min(P, total - q0), ntiles = (np + TW - 1) / TW;
+      const int64_t ob_end = std::min(nob, (os + 1) * ob_per);
       for (int64_t k0 = 0; k0 < K; k0 += kc) {
         const int64_t nk = std::min(K, k0 + kc) - k0;
-        for (int64_t n = ns * n_per; n < n_end; ++n) {
-          pack_cols<T, TW>(x + (n * g.c + grp * g.cg) * g.h * g.w, g, taps, p0, np, k0, k0 + nk, cols.data());
-          for (int64_t ob = os * ob_per; ob < ob_end; ++ob) {
-            const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
-            const T* wrows[OB];
-            for (int r = 0; r < OB; ++r) wrows[r] = r < nvalid ? w + (o0 + r) * K : zero_row.data();
-            for (int64_t tile = 0; tile < ntiles; ++tile) {
-              const int64_t cnt = std::min(TW, np - tile * TW);
-              T* out = y + (n * g.o + o0) * hw + p0 + tile * TW;
-              V acc[OB][2];
-              for (int r = 0; r < OB; ++r) {
-                if (k0 > 0 && r < nvalid) {  // continue the partial sums of the previous k block
-                  load_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
-                } else {
-                  const T init = (b && r < nvalid) ? b[o0 + r] : T(0);
-                  acc[r][0] = V{} + init;
-                  acc[r][1] = V{} + init;
-                }
-              }
-              gemm_tile_rows<T, OB>(wrows, k0, cols.data() + tile * nk * TW, nk, acc);
-              for (int64_t r = 0; r < nvalid; ++r) store_tile_row<T>(out + r * hw, acc[r][0], acc[r][1], cnt);
-            }
-          }
-        }
+        pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0, k0 + nk, cols.data());
+        for (int64_t tile = 0; tile < ntiles; ++tile)
+          for (int64_t ob = os * ob_per; ob < ob_end; ++ob)
+            forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols.data() + tile * nk * TW,
+                                 q0 + tile * TW, std::min(TW, np - tile * TW));
       }
     }
   });
