@@ -519,6 +519,46 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
+// Pointwise (1x1, stride 1, no padding) gradients are plain matrix products per image:
+//   grad_weight[group] = sum_n dY[n, group] (Og x HW) @ X[n, group]^T (HW x Cg)
+//   grad_input[n, group] = W[group]^T (Cg x Og) @ dY[n, group] (Og x HW)
+// computed with ATen's BLAS, each product single-threaded inside a task (BLAS runs sequentially inside a
+// parallel region) and the tasks fixed in size (grad_weight: blocks of 32 output channels, summed over
+// images in order; grad_input: one image and group), so results do not depend on the thread count.
+bool is_pointwise(const ConvGeom& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+}
+
+void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
+  constexpr int64_t kOBlock = 32;
+  const int64_t hw = g.h * g.w, oblocks = (g.og + kOBlock - 1) / kOBlock;
+  const at::Tensor x3 = x.view({g.n, g.c, hw}), gy3 = gy.view({g.n, g.o, hw});
+  at::Tensor gw2 = gw.view({g.o, g.cg});
+  gw2.zero_();
+  at::parallel_for(0, g.groups * oblocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / oblocks, o0 = grp * g.og + (t % oblocks) * kOBlock;
+      const int64_t no = std::min(kOBlock, grp * g.og + g.og - o0);
+      at::Tensor out = gw2.narrow(0, o0, no);
+      for (int64_t n = 0; n < g.n; ++n)
+        out.addmm_(gy3[n].narrow(0, o0, no), x3[n].narrow(0, grp * g.cg, g.cg).t());
+    }
+  });
+}
+
+void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {
+  const int64_t hw = g.h * g.w;
+  const at::Tensor gy3 = gy.view({g.n, g.o, hw}), w2 = w.view({g.o, g.cg});
+  at::Tensor gx3 = gx.view({g.n, g.c, hw});
+  at::parallel_for(0, g.n * g.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.groups, grp = t % g.groups;
+      at::Tensor out = gx3[n].narrow(0, grp * g.cg, g.cg);
+      at::mm_out(out, w2.narrow(0, grp * g.og, g.og).t(), gy3[n].narrow(0, grp * g.og, g.og));
+    }
+  });
+}
+
 // grad_bias[o] = sum over n, oh, ow of gy, with Wo lanes per task as in grad_weight.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
@@ -559,6 +599,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
   const ConvGeom g = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls below are part of this kernel
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.n && grad_output.size(1) == g.o &&
                   grad_output.size(2) == g.ho && grad_output.size(3) == g.wo,
               "convkit::corr2d_backward: grad_output must have shape (", g.n, ", ", g.o, ", ", g.ho, ", ", g.wo,
@@ -572,14 +613,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     if (output_mask[0]) {
       const at::Tensor w = weight.to(ct).contiguous();
       gx = at::empty({g.n, g.c, g.h, g.w}, gy.options());
-      if (gx.numel() > 0)
+      if (gx.numel() > 0 && is_pointwise(g))
+        pointwise_grad_input(gy, w, gx, g);
+      else if (gx.numel() > 0)
         grad_input_tiled<scalar_t>(gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                                    gx.mutable_data_ptr<scalar_t>(), g);
     }
     if (output_mask[1]) {
       const at::Tensor x = input.to(ct).contiguous();
       gw = at::empty({g.o, g.cg, g.kh, g.kw}, gy.options());
-      if (gw.numel() > 0)
+      if (gw.numel() > 0 && is_pointwise(g))
+        pointwise_grad_weight(x, gy, gw, g);
+      else if (gw.numel() > 0)
         grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gy.const_data_ptr<scalar_t>(),
                                     gw.mutable_data_ptr<scalar_t>(), g);
     }

@@ -109,13 +109,15 @@ def threads():
     torch.set_num_threads(old)
 
 
-@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(1, 0, 2, 1), groups=2),
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(1, 0, 2, 1), groups=2), dict(k=1, groups=2),
                                 dict(dilation=2, padding=2)])
 def test_thread_counts_give_identical_results(threads, kw):
+    kw = dict(kw)
+    k = kw.pop("k", 3)  # k=1: the pointwise path (BLAS products in fixed-size tasks)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 8, 23, 19, generator=g, requires_grad=True)
-    w = torch.randn(12, 8 // kw.get("groups", 1), 3, 3, generator=g, requires_grad=True)
-    b = torch.randn(12, generator=g, requires_grad=True)
+    w = torch.randn(12 if k == 3 else 96, 8 // kw.get("groups", 1), k, k, generator=g, requires_grad=True)
+    b = torch.randn(w.shape[0], generator=g, requires_grad=True)
     results = []
     for n in (1, 2):
         torch.set_num_threads(n)
