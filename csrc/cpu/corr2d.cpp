@@ -329,13 +329,16 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   const auto image_base = [&](int64_t q, int64_t grp) { return x + ((q / hw) * g.c + grp * g.cg) * g.h * g.w; };
 
   if (g.groups * chunks < want && nob >= want) {  // shared schedule
+    // Few tiles: take as many rows of k per pass as the shared block allows, so that there are only a
+    // few fork/join pairs per call (each costs microseconds); many tiles: kc rows, more tiles per pass.
     const int64_t super = std::max<int64_t>(1, kSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
-    std::unique_ptr<T[]> cols(new T[kc * std::min(super, tiles_all) * TW]);
+    const int64_t kcs = std::min(K, std::max(kc, kSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
+    std::unique_ptr<T[]> cols(new T[kcs * std::min(super, tiles_all) * TW]);
     for (int64_t grp = 0; grp < g.groups; ++grp)
       for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
         const int64_t nt = std::min(super, tiles_all - t0), q0 = t0 * TW, np = std::min(nt * TW, total - q0);
-        for (int64_t k0 = 0; k0 < K; k0 += kc) {
-          const int64_t nk = std::min(K, k0 + kc) - k0;
+        for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+          const int64_t nk = std::min(K, k0 + kcs) - k0;
           at::parallel_for(0, nk, 8, [&](int64_t kb, int64_t ke) {
             pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0 + kb, k0 + ke, cols.get(), nk, k0);
           });
