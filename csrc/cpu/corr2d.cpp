@@ -2,7 +2,9 @@
 // column tiles, no im2col-sized buffer. Every kernel owns disjoint parts of its output (no atomics, no
 // shared accumulators) and reduces each element in an order that does not depend on how the work is
 // split, so results are bitwise identical for any torch.set_num_threads.
-// Memory per call: one packed copy of the weights; per thread a column tile of at most kColBytes.
+// Workspace per call (no im2col-sized buffer): forward, per-thread column tiles of at most kColBytes or one
+// shared block of kSharedColBytes; grad_input, one packed copy of W^T plus per-thread tiles; grad_weight,
+// per-task column and accumulator tiles of at most kColBytes each.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
