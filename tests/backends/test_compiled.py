@@ -181,3 +181,25 @@ def test_info_reports_the_build():
     assert d["compiled"]["built"] and d["compiled"]["isa"] in ("AVX512", "AVX2", "SSE4.2", "baseline")
     assert d["compiled"]["cuda"] is False or torch.cuda.is_available()
     assert "compiled" in d["backends"]["cpu"]
+
+
+@pytest.mark.parametrize("shape", [
+    # (N, C, H, W, O, k, stride, pad): few position tiles and >= 4 output-channel blocks take the
+    # shared-pack schedule, with output tiles that straddle images; the last one is pointwise.
+    (1, 64, 7, 7, 64, 3, 1, 1),
+    (3, 48, 5, 7, 40, 3, 1, 1),
+    (2, 32, 9, 6, 33, 3, 2, 0),
+    (4, 40, 23, 23, 32, 1, 1, 0),
+])
+def test_shared_schedule_and_straddling_tiles(shape):
+    n, c, h, w, o, k, s, p = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    wt = torch.randn(o, c, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(o, generator=g, dtype=torch.float64, requires_grad=True)
+    y = convkit.corr2d(x, wt, b, s, p, backend="compiled")
+    ref = torch.nn.functional.conv2d(x, wt, b, s, p)
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+    gy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, r in zip(torch.autograd.grad(y, (x, wt, b), gy), torch.autograd.grad(ref, (x, wt, b), gy)):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
