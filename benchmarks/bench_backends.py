@@ -19,7 +19,7 @@ import torch
 from torch.utils import benchmark
 
 import convkit
-from convkit.bench import SHAPES
+from convkit.bench import SHAPES, SHAPES_BY_ID
 
 FWD_BWD_UNFOLD_LIMIT_GFLOP = 40.0  # skip unfold where one call would take seconds
 
@@ -87,8 +87,6 @@ def main(argv=None):
             json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "convkit": convkit.info()["compiled"], "rows": rows}, f, indent=1)
 
-
-SHAPES_BY_ID = {s.id: s for s in SHAPES}
 
 if __name__ == "__main__":
     main()

@@ -110,15 +110,17 @@ SHAPES = [
     _pool("P5", 1, 64, 112, "max", 3, 1, 1),
 ]
 
+SHAPES_BY_ID = {s.id: s for s in SHAPES}
+
 # The quick default: a few shapes spanning overhead-bound, few-channel, dense, depthwise and pooling.
 DEFAULT_SHAPES = [
-    _conv("T0", 1, 1, 1, (6, 8), (1, 2)),
-    _conv("T1", 1, 1, 1, 32, 3, pad=1),
-    _conv("L1", 32, 1, 6, 28, 5, pad=2),
-    _conv("R3", 1, 64, 64, 56, 3, pad=1),
-    _conv("X1", 1, 32, 32, 112, 3, pad=1, groups=32),
-    _pool("P1", 1, 64, 112, "max", 3, 2, 1),
-    _pool("P3", 1, 256, 56, "avg", 2, 2),
+    SHAPES_BY_ID["T0"],
+    dataclasses.replace(SHAPES_BY_ID["T1"], h=32, w=32),
+    SHAPES_BY_ID["L1"].with_n(32),
+    SHAPES_BY_ID["R3"],
+    SHAPES_BY_ID["X1"],
+    SHAPES_BY_ID["P1"],
+    SHAPES_BY_ID["P3"],
 ]
 
 NAIVE_MAX_OUTPUT_PIXELS = 1024  # ~10-20 us per output pixel: about a second at most

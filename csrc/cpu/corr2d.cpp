@@ -184,24 +184,22 @@ inline void gemm_tile_rows(const T* const (&a)[RB], int64_t k0, const T* __restr
   }
 }
 
-// Weights as panels of RB rows: out[grp][rblock][k][RB], rows r of group grp at w[grp*group_stride +
-// r*row_stride + k*k_stride], zeros past the last row. Forward packs W (rows = output channels, k
-// contiguous); grad_input packs W^T (rows = k of one group, reduction index = output channel).
-// Runs on every call (weights change every step): contiguous writes, parallel over panels, no memset.
+// W^T as panels of RB rows for grad_input: out[grp][rblock][o][RB] = W[grp*Og + o, rblock*RB + r] (rows = k of
+// one group, reduction index = the group's output channel o), zeros past the last k. Runs on every call
+// (weights change every step): contiguous writes, parallel over panels, no memset.
 template <typename T, int RB>
-std::unique_ptr<T[]> pack_panels(const T* w, int64_t groups, int64_t rows, int64_t K, int64_t row_stride,
-                                 int64_t k_stride, int64_t group_stride) {
-  const int64_t nrb = (rows + RB - 1) / RB;
-  std::unique_ptr<T[]> out(new T[groups * nrb * K * RB]);
+std::unique_ptr<T[]> pack_wt_panels(const T* w, const ConvGeom& g) {
+  const int64_t K = g.cg * g.kh * g.kw, nrb = (K + RB - 1) / RB;
+  std::unique_ptr<T[]> out(new T[g.groups * nrb * g.og * RB]);
   T* o = out.get();
-  at::parallel_for(0, groups * nrb, std::max<int64_t>(1, 16384 / std::max<int64_t>(K * RB, 1)),
+  at::parallel_for(0, g.groups * nrb, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.og * RB, 1)),
                    [&](int64_t begin, int64_t end) {
     for (int64_t pb = begin; pb < end; ++pb) {
-      const int64_t grp = pb / nrb, r0 = (pb % nrb) * RB, nr = std::min<int64_t>(RB, rows - r0);
-      const T* src = w + grp * group_stride + r0 * row_stride;
-      T* dst = o + pb * K * RB;
-      for (int64_t k = 0; k < K; ++k, dst += RB) {
-        for (int64_t r = 0; r < nr; ++r) dst[r] = src[r * row_stride + k * k_stride];
+      const int64_t grp = pb / nrb, k0 = (pb % nrb) * RB, nr = std::min<int64_t>(RB, K - k0);
+      const T* src = w + grp * g.og * K + k0;
+      T* dst = o + pb * g.og * RB;
+      for (int64_t oc = 0; oc < g.og; ++oc, dst += RB) {
+        for (int64_t r = 0; r < nr; ++r) dst[r] = src[oc * K + r];
         for (int64_t r = nr; r < RB; ++r) dst[r] = T(0);
       }
     }
@@ -227,9 +225,9 @@ inline void store_tile_row(T* out, const typename Simd<T>::V& v0, const typename
 template <typename T>
 inline void load_tile_row(const T* src, typename Simd<T>::V& v0, typename Simd<T>::V& v1, int64_t cnt) {
   constexpr int64_t L = Simd<T>::L;
-  alignas(64) T tmp[2 * L] = {};
-  if (cnt < 2 * L) {
-    std::copy(src, src + cnt, tmp);
+  alignas(64) T tmp[2 * L];
+  if (cnt < 2 * L) {  // never read past cnt: the tail lanes are zeros
+    std::fill(std::copy(src, src + cnt, tmp), tmp + 2 * L, T(0));
     src = tmp;
   }
   v0 = vload(src);
@@ -265,7 +263,8 @@ struct FlatTile {
   static void load(const T* y, const ConvGeom& g, int64_t o0, int64_t nrows, int64_t q, int64_t cnt, V (&acc)[OB][2]) {
     nrows = std::min<int64_t>(nrows, OB);
     const int64_t hw = g.ho * g.wo, n = q / hw, p = q % hw;
-    alignas(64) T tmp[2 * L] = {};
+    alignas(64) T tmp[2 * L];
+    std::fill(tmp + cnt, tmp + 2 * L, T(0));  // lanes past cnt (the straddling branch fills the rest)
     for (int64_t r = 0; r < nrows; ++r) {
       if (p + cnt <= hw) {
         load_tile_row<T>(y + (n * g.o + o0 + r) * hw + p, acc[r][0], acc[r][1], cnt);
@@ -402,7 +401,7 @@ void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
   constexpr int64_t TW = 2 * Simd<T>::L;
   const int64_t K = g.cg * g.kh * g.kw, khw = g.kh * g.kw, hw = g.ho * g.wo;
   // W^T panels: rows = k of a group, reduction index = the group's output channel o.
-  const std::unique_ptr<T[]> wtpk = pack_panels<T, RB>(w, g.groups, K, g.og, 1, K, g.og * K);
+  const std::unique_ptr<T[]> wtpk = pack_wt_panels<T, RB>(w, g);
   const int64_t nrb_total = (K + RB - 1) / RB;
   const std::vector<Tap> taps = column_taps(g);
   const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 4) * TW;
@@ -564,7 +563,7 @@ void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor&
   });
 }
 
-// grad_bias[o] = sum over n, oh, ow of gy, with Wo lanes per task as in grad_weight.
+// grad_bias[o] = sum over n, oh, ow of gy: Wo partial sums (vectorisable) added in order at the end.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
   at::parallel_for(0, g.o, 1, [&](int64_t begin, int64_t end) {
@@ -613,30 +612,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
               "convkit::corr2d_backward: grad_output must have input's dtype ", input.scalar_type());
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor gy = grad_output.to(ct).contiguous();
-  at::Tensor gx, gw, gb;
+  const at::Tensor x = output_mask[1] ? input.to(ct).contiguous() : at::Tensor();
+  const at::Tensor w = output_mask[0] ? weight.to(ct).contiguous() : at::Tensor();
+  at::Tensor gx = output_mask[0] ? at::empty({g.n, g.c, g.h, g.w}, gy.options()) : at::Tensor();
+  at::Tensor gw = output_mask[1] ? at::empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
+  at::Tensor gb = output_mask[2] ? at::empty({g.o}, gy.options()) : at::Tensor();
+  const bool do_gx = output_mask[0] && gx.numel() > 0, do_gw = output_mask[1] && gw.numel() > 0;
+  if (is_pointwise(g)) {  // 1x1 stride 1: per-image BLAS products (any floating dtype)
+    if (do_gx) pointwise_grad_input(gy, w, gx, g);
+    if (do_gw) pointwise_grad_weight(x, gy, gw, g);
+  }
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
-    if (output_mask[0]) {
-      const at::Tensor w = weight.to(ct).contiguous();
-      gx = at::empty({g.n, g.c, g.h, g.w}, gy.options());
-      if (gx.numel() > 0 && is_pointwise(g))
-        pointwise_grad_input(gy, w, gx, g);
-      else if (gx.numel() > 0)
-        grad_input_tiled<scalar_t>(gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                   gx.mutable_data_ptr<scalar_t>(), g);
-    }
-    if (output_mask[1]) {
-      const at::Tensor x = input.to(ct).contiguous();
-      gw = at::empty({g.o, g.cg, g.kh, g.kw}, gy.options());
-      if (gw.numel() > 0 && is_pointwise(g))
-        pointwise_grad_weight(x, gy, gw, g);
-      else if (gw.numel() > 0)
-        grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gy.const_data_ptr<scalar_t>(),
-                                    gw.mutable_data_ptr<scalar_t>(), g);
-    }
-    if (output_mask[2]) {
-      gb = at::empty({g.o}, gy.options());
-      if (gb.numel() > 0) grad_bias_kernel<scalar_t>(gy.const_data_ptr<scalar_t>(), gb.mutable_data_ptr<scalar_t>(), g);
-    }
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    if (do_gx && !is_pointwise(g))
+      grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && !is_pointwise(g))
+      grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (output_mask[2] && gb.numel() > 0) grad_bias_kernel<scalar_t>(gyp, gb.mutable_data_ptr<scalar_t>(), g);
   });
   const auto back = [&](const at::Tensor& t) { return t.defined() ? t.to(input.scalar_type()) : t; };
   return {back(gx), back(gw), back(gb)};

@@ -16,8 +16,13 @@
 namespace convkit {
 namespace {
 
-int64_t plane_grain(const PoolGeom& g) {
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(g.ho * g.wo * g.kh * g.kw, 1));
+// Runs fn(plane) for every (n, c) plane in parallel; a task owns whole planes, never shares one.
+template <typename Fn>
+void for_each_plane(const PoolGeom& g, const Fn& fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(g.ho * g.wo * g.kh * g.kw, 1));
+  at::parallel_for(0, g.n * g.c, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) fn(p);
+  });
 }
 
 // The avg window of output (oh, ow): clipped bounds and torch's divisor.
@@ -40,32 +45,30 @@ inline AvgWindow avg_window(const PoolGeom& g, int64_t oh, int64_t ow) {
 // Max: first element of the window wins ties; NaN propagates (the last NaN's index), as torch's CPU kernel.
 template <typename T>
 void max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
-  at::parallel_for(0, g.n * g.c, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const T* xp = x + p * g.h * g.w;
-      T* yp = y + p * g.ho * g.wo;
-      int64_t* ip = idx + p * g.ho * g.wo;
-      for (int64_t oh = 0; oh < g.ho; ++oh) {
-        int64_t h0 = oh * g.sh - g.ph;
-        const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, g.h);
-        while (h0 < 0) h0 += g.dh;
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          int64_t w0 = ow * g.sw - g.pw;
-          const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, g.w);
-          while (w0 < 0) w0 += g.dw;
-          int64_t best_i = h0 * g.w + w0;
-          T best = -std::numeric_limits<T>::infinity();
-          for (int64_t ih = h0; ih < h1; ih += g.dh)
-            for (int64_t iw = w0; iw < w1; iw += g.dw) {
-              const T v = xp[ih * g.w + iw];
-              if (v > best || std::isnan(v)) {
-                best = v;
-                best_i = ih * g.w + iw;
-              }
+  for_each_plane(g, [&](int64_t p) {
+    const T* xp = x + p * g.h * g.w;
+    T* yp = y + p * g.ho * g.wo;
+    int64_t* ip = idx + p * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh) {
+      int64_t h0 = oh * g.sh - g.ph;
+      const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, g.h);
+      while (h0 < 0) h0 += g.dh;
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        int64_t w0 = ow * g.sw - g.pw;
+        const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, g.w);
+        while (w0 < 0) w0 += g.dw;
+        int64_t best_i = h0 * g.w + w0;
+        T best = -std::numeric_limits<T>::infinity();
+        for (int64_t ih = h0; ih < h1; ih += g.dh)
+          for (int64_t iw = w0; iw < w1; iw += g.dw) {
+            const T v = xp[ih * g.w + iw];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              best_i = ih * g.w + iw;
             }
-          yp[oh * g.wo + ow] = best;
-          ip[oh * g.wo + ow] = best_i;
-        }
+          }
+        yp[oh * g.wo + ow] = best;
+        ip[oh * g.wo + ow] = best_i;
       }
     }
   });
@@ -73,37 +76,33 @@ void max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
 
 template <typename T>
 void avg_forward(const T* x, T* y, const PoolGeom& g) {
-  at::parallel_for(0, g.n * g.c, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const T* xp = x + p * g.h * g.w;
-      T* yp = y + p * g.ho * g.wo;
-      for (int64_t oh = 0; oh < g.ho; ++oh)
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          const AvgWindow a = avg_window(g, oh, ow);
-          T s = 0;
-          for (int64_t ih = a.h0; ih < a.h1; ++ih)
-            for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xp[ih * g.w + iw];
-          yp[oh * g.wo + ow] = (a.h0 >= a.h1 || a.w0 >= a.w1) ? T(0) : s / static_cast<T>(a.div);
-        }
-    }
+  for_each_plane(g, [&](int64_t p) {
+    const T* xp = x + p * g.h * g.w;
+    T* yp = y + p * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const AvgWindow a = avg_window(g, oh, ow);
+        T s = 0;
+        for (int64_t ih = a.h0; ih < a.h1; ++ih)
+          for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xp[ih * g.w + iw];
+        yp[oh * g.wo + ow] = (a.h0 >= a.h1 || a.w0 >= a.w1) ? T(0) : s / static_cast<T>(a.div);
+      }
   });
 }
 
 template <typename T>
 void max_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
   const int64_t plane = g.h * g.w;
-  at::parallel_for(0, g.n * g.c, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      T* gp = gx + p * plane;
-      std::fill(gp, gp + plane, T(0));
-      const T* gyp = gy + p * g.ho * g.wo;
-      const int64_t* ip = idx + p * g.ho * g.wo;
-      for (int64_t k = 0; k < g.ho * g.wo; ++k) {
-        const int64_t i = ip[k];
-        TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h, "x",
-                    g.w, " plane");
-        gp[i] += gyp[k];
-      }
+  for_each_plane(g, [&](int64_t p) {
+    T* gp = gx + p * plane;
+    std::fill(gp, gp + plane, T(0));
+    const T* gyp = gy + p * g.ho * g.wo;
+    const int64_t* ip = idx + p * g.ho * g.wo;
+    for (int64_t k = 0; k < g.ho * g.wo; ++k) {
+      const int64_t i = ip[k];
+      TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h, "x",
+                  g.w, " plane");
+      gp[i] += gyp[k];
     }
   });
 }
@@ -111,19 +110,17 @@ void max_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
 template <typename T>
 void avg_backward(const T* gy, T* gx, const PoolGeom& g) {
   const int64_t plane = g.h * g.w;
-  at::parallel_for(0, g.n * g.c, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      T* gp = gx + p * plane;
-      std::fill(gp, gp + plane, T(0));
-      const T* gyp = gy + p * g.ho * g.wo;
-      for (int64_t oh = 0; oh < g.ho; ++oh)
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          const AvgWindow a = avg_window(g, oh, ow);
-          const T v = gyp[oh * g.wo + ow] / static_cast<T>(a.div);
-          for (int64_t ih = a.h0; ih < a.h1; ++ih)
-            for (int64_t iw = a.w0; iw < a.w1; ++iw) gp[ih * g.w + iw] += v;
-        }
-    }
+  for_each_plane(g, [&](int64_t p) {
+    T* gp = gx + p * plane;
+    std::fill(gp, gp + plane, T(0));
+    const T* gyp = gy + p * g.ho * g.wo;
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const AvgWindow a = avg_window(g, oh, ow);
+        const T v = gyp[oh * g.wo + ow] / static_cast<T>(a.div);
+        for (int64_t ih = a.h0; ih < a.h1; ++ih)
+          for (int64_t iw = a.w0; iw < a.w1; ++iw) gp[ih * g.w + iw] += v;
+      }
   });
 }
 
