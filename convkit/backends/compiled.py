@@ -59,12 +59,20 @@ def corr2d(x, w, b, stride, padding, dilation, groups):
 
 def pool2d(x, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
            return_indices):
+    # max writes its indices only where they are returned or autograd will need them
+    need_idx = return_indices or (x.requires_grad and torch.is_grad_enabled())
     y, idx = torch.ops.convkit.pool2d.default(x, mode, kernel, stride, padding, dilation, ceil_mode,
-                                              count_include_pad, divisor_override)
+                                              count_include_pad, divisor_override, need_idx)
     return (y, idx) if return_indices else y
 
 
 # --------------------------------------------------------------------------- fake kernels and autograd
+def _pool_memory_format(x):
+    """The kernels' output layout: channels_last for a channels_last input (as torch), else contiguous."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def _conv_out_hw(h, w, weight_shape, stride, padding, dilation):
     kh, kw = weight_shape[-2:]
     return (_shapes.conv_out_size(h, kh, padding[0] + padding[1], stride[0], dilation[0]),
@@ -87,15 +95,20 @@ def _register() -> None:
                 weight.new_empty((weight.shape[0],)) if output_mask[2] else None)
 
     @torch.library.register_fake(lib + "pool2d")
-    def _pool2d_fake(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override):
+    def _pool2d_fake(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
+                     return_indices=True):
         n, c, h, w = input.shape
         out = (n, c, _shapes.pool_out_size(h, kernel[0], padding[0], stride[0], dilation[0], ceil_mode),
                _shapes.pool_out_size(w, kernel[1], padding[1], stride[1], dilation[1], ceil_mode))
-        return input.new_empty(out), input.new_empty(out if mode == "max" else (0,), dtype=torch.long)
+        fmt = _pool_memory_format(input)
+        idx = (torch.empty(out, dtype=torch.long, device=input.device, memory_format=fmt)
+               if mode == "max" and return_indices else input.new_empty((0,), dtype=torch.long))
+        return torch.empty(out, dtype=input.dtype, device=input.device, memory_format=fmt), idx
 
     @torch.library.register_fake(lib + "pool2d_backward")
     def _pool2d_backward_fake(grad_output, input, indices, *args):
-        return input.new_empty(input.shape)
+        return torch.empty(input.shape, dtype=input.dtype, device=input.device,
+                           memory_format=_pool_memory_format(input))
 
     # corr2d: backward is the op corr2d_backward, computing only what is needed.
     def corr2d_setup(ctx, inputs, output):
@@ -146,12 +159,15 @@ def _register() -> None:
     def pool_setup(ctx, inputs, output):
         x, *conf = inputs
         ctx.save_for_backward(x, output[1])
-        ctx.conf = conf
+        ctx.conf = conf[:8]  # without return_indices: pool2d_backward's arguments
         ctx.mark_non_differentiable(output[1])
 
     def pool_bwd(ctx, gy, _gidx):
         x, idx = ctx.saved_tensors
-        return (ops.pool2d_backward(gy, x, idx, *ctx.conf),) + (None,) * 8
+        if ctx.conf[0] == "max" and idx.numel() == 0 and gy.numel() > 0:
+            # a direct op call with return_indices=False on an input that requires grad: find the winners again
+            idx = ops.pool2d(x.detach(), *ctx.conf, True)[1]
+        return (ops.pool2d_backward(gy, x, idx, *ctx.conf),) + (None,) * 9
 
     torch.library.register_autograd(lib + "pool2d", pool_bwd, setup_context=pool_setup)
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../common.h"
+#include "simd.h"
 
 namespace convkit {
 namespace {
@@ -37,26 +38,6 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
     taps[j] = {off, std::min(lo, hi), hi};
   }
   return taps;
-}
-
-// 64-byte GCC vectors: one zmm register with AVX-512 (16 floats / 8 doubles); the compiler splits them
-// into narrower registers on older ISAs (CONVKIT_ARCH=portable), so the code stays correct everywhere.
-template <typename T>
-struct Simd {
-  typedef T V __attribute__((vector_size(64)));
-  static constexpr int64_t L = 64 / sizeof(T);
-};
-
-template <typename T>
-inline typename Simd<T>::V vload(const T* p) {
-  typename Simd<T>::V v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline void vstore(T* p, const typename Simd<T>::V& v) {
-  std::memcpy(p, &v, sizeof(v));
 }
 
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel

@@ -1,7 +1,25 @@
-// CPU kernels for convkit::pool2d and convkit::pool2d_backward, with torch's semantics for every option.
-// Layout: NCHW contiguous (the op makes its input so). A task owns whole planes (n, c) of the output and,
-// in backward, of grad_input, so there are no atomics and results do not depend on the thread count.
-// Bytes: input read once per overlapping window (cached), output (+ int64 indices for max) written once.
+// CPU kernels for convkit::pool2d and convkit::pool2d_backward, with torch's semantics for every option
+// (ties: the first maximum in row-major window order; NaN propagates with the last NaN's index; avg divisor
+// with count_include_pad / ceil_mode / divisor_override as torch computes it). Pooling is memory-bound: every
+// kernel reads its input once and writes its output once, and a task owns whole output (and grad_input)
+// regions, so there are no atomics and results do not depend on the thread count.
+//
+// Kernels, and the bytes each moves (fp32 4 B/element, int64 indices 8 B):
+//  * NCHW forward (max, avg), `plane_forward`: a task owns whole (n, c) planes; per output row, the interior
+//    columns (every window tap inside the image) are computed L = 16 (fp32) outputs at a time along W: one
+//    vector load per window tap for stride 1, two loads and one even-lane shuffle for stride 2; the edge
+//    columns and other strides use the scalar reference `max_at` / `avg_at`. Overlapping windows re-read
+//    rows that are still in L1, so memory traffic is input + output (+ indices).
+//  * NCHW global average (window == plane, P4), `plane_sum`: one vector reduction per plane.
+//  * NCHW avg backward, `plane_avg_backward`: a task owns whole grad_input planes: zero the plane (L2-resident),
+//    then add grad_output / divisor to every window tap, L outputs at a time (stride 2 interleaves the values
+//    with zeros). Max backward, `plane_max_backward`: zero the plane, scatter grad_output to the saved
+//    indices (bounds-checked). Traffic: grad_output (+ indices) read once, grad_input written once.
+//  * channels_last (NHWC) forward, `nhwc_forward`: a task owns output rows (n, oh); every window tap is a
+//    contiguous run of C channels, vectorised along C. Backward, `nhwc_backward`: a task owns (n, block of
+//    kNhwcBlock channels) of grad_input and walks all outputs of that image.
+// Indices are int64 flat h * W + w within the plane, in either layout (torch's convention). `return_indices`
+// false (inference) skips writing them: max then moves input + output only.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -12,17 +30,18 @@
 #include <limits>
 
 #include "../common.h"
+#include "simd.h"
 
 namespace convkit {
 namespace {
 
-// Runs fn(plane) for every (n, c) plane in parallel; a task owns whole planes, never shares one.
+constexpr int64_t kNhwcBlock = 64;  // channels per NHWC backward task
+
+// Runs fn(begin, end) over [0, tasks), `cost` elements of work per task.
 template <typename Fn>
-void for_each_plane(const PoolGeom& g, const Fn& fn) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(g.ho * g.wo * g.kh * g.kw, 1));
-  at::parallel_for(0, g.n * g.c, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) fn(p);
-  });
+void parallel_tasks(int64_t tasks, int64_t cost, const Fn& fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(cost, 1));
+  at::parallel_for(0, tasks, grain, fn);
 }
 
 // The avg window of output (oh, ow): clipped bounds and torch's divisor.
@@ -38,110 +57,446 @@ inline AvgWindow avg_window(const PoolGeom& g, int64_t oh, int64_t ow) {
   w0 = std::max<int64_t>(w0, 0);
   h1 = std::min(h1, g.h);
   w1 = std::min(w1, g.w);
-  const int64_t div = g.divisor ? g.divisor : g.count_include_pad ? pool_size : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, div};
+  int64_t div = g.divisor ? g.divisor : g.count_include_pad ? pool_size : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, div == 0 ? 1 : div};  // div == 0 only for an empty window, whose sum is 0
 }
 
-// Max: first element of the window wins ties; NaN propagates (the last NaN's index), as torch's CPU kernel.
+// Max window taps along one axis: first tap index start (>= 0, stepping over padding by the dilation) and
+// the end (exclusive) of the input range.
+inline void max_taps(int64_t o, int64_t s, int64_t p, int64_t k, int64_t d, int64_t n, int64_t& start, int64_t& end) {
+  start = o * s - p;
+  end = std::min(start + (k - 1) * d + 1, n);
+  while (start < 0) start += d;
+}
+
+// ---------------------------------------------------------------- scalar reference (edges, generic shapes)
 template <typename T>
-void max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
-  for_each_plane(g, [&](int64_t p) {
-    const T* xp = x + p * g.h * g.w;
-    T* yp = y + p * g.ho * g.wo;
-    int64_t* ip = idx + p * g.ho * g.wo;
-    for (int64_t oh = 0; oh < g.ho; ++oh) {
-      int64_t h0 = oh * g.sh - g.ph;
-      const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, g.h);
-      while (h0 < 0) h0 += g.dh;
+inline void max_at(const T* xp, const PoolGeom& g, int64_t oh, int64_t ow, T& val, int64_t& idx) {
+  int64_t h0, h1, w0, w1;
+  max_taps(oh, g.sh, g.ph, g.kh, g.dh, g.h, h0, h1);
+  max_taps(ow, g.sw, g.pw, g.kw, g.dw, g.w, w0, w1);
+  int64_t best_i = h0 * g.w + w0;
+  T best = -std::numeric_limits<T>::infinity();
+  for (int64_t ih = h0; ih < h1; ih += g.dh)
+    for (int64_t iw = w0; iw < w1; iw += g.dw) {
+      const T v = xp[ih * g.w + iw];
+      if (v > best || std::isnan(v)) {
+        best = v;
+        best_i = ih * g.w + iw;
+      }
+    }
+  val = best;
+  idx = best_i;
+}
+
+template <typename T>
+inline T avg_at(const T* xp, const PoolGeom& g, int64_t oh, int64_t ow) {
+  const AvgWindow a = avg_window(g, oh, ow);
+  T s = 0;
+  for (int64_t ih = a.h0; ih < a.h1; ++ih)
+    for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xp[ih * g.w + iw];
+  return s / static_cast<T>(a.div);
+}
+
+// ---------------------------------------------------------------- NCHW, vectorised along W
+// Output columns [lo, hi) whose every window tap is inside the row, including the extra element a stride-2
+// load pair reads; vectorised when the stride is 1 or 2, there are at least L of them and plane indices
+// fit the lane-sized integer.
+template <typename T>
+struct ColSplit {
+  int64_t lo = 0, hi = 0;
+  int stride = 0;  // 1 or 2: vector path; 0: scalar only
+};
+
+template <typename T>
+ColSplit<T> col_split(const PoolGeom& g) {
+  ColSplit<T> c;
+  if (g.sw > 2 || g.h * g.w >= std::numeric_limits<typename Simd<T>::IT>::max()) return c;
+  const int64_t last = g.w - 1 - (g.sw - 1) - (g.kw - 1) * g.dw + g.pw;  // ow * sw <= last
+  c.lo = (g.pw + g.sw - 1) / g.sw;
+  c.hi = last < 0 ? 0 : std::min(g.wo, last / g.sw + 1);
+  if (c.hi - c.lo >= Simd<T>::L) c.stride = static_cast<int>(g.sw);
+  return c;
+}
+
+template <typename T>
+inline typename Simd<T>::V splat(T v) {
+  typename Simd<T>::V r;
+  for (int64_t i = 0; i < Simd<T>::L; ++i) r[i] = v;
+  return r;
+}
+
+// The L inputs p[0], p[S], ..., p[(L-1) S] for S = 1 or 2 (stride 2: two loads, one even-lane shuffle).
+template <typename T, int S>
+inline typename Simd<T>::V tap(const T* p) {
+  if constexpr (S == 1) {
+    return vload(p);
+  } else {
+    static_assert(S == 2, "stride 1 or 2");
+    constexpr typename Simd<T>::I even = lane_ramp<T>(2, 0);
+    return __builtin_shuffle(vload(p), vload(p + Simd<T>::L), even);
+  }
+}
+
+template <typename T>
+inline void store_indices(int64_t* dst, const typename Simd<T>::I& v) {
+  const typename Simd<T>::I64 w = __builtin_convertvector(v, typename Simd<T>::I64);
+  std::memcpy(dst, &w, sizeof(w));
+}
+
+// Max of outputs [ow0, ow0 + L) of row oh, window rows ih0 + i * dh for i in [i_lo, i_hi) (all inside).
+template <typename T, int S, bool IDX>
+inline void max_vec(const T* xp, T* yrow, int64_t* irow, const PoolGeom& g, int64_t ih0, int64_t i_lo, int64_t i_hi,
+                    int64_t ow0) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  const I ramp = lane_ramp<T>(S, 0);
+  const int64_t w0 = ow0 * S - g.pw;
+  V best = splat<T>(-std::numeric_limits<T>::infinity());
+  I bi = ramp + static_cast<typename Simd<T>::IT>((ih0 + i_lo * g.dh) * g.w + w0);
+  for (int64_t i = i_lo; i < i_hi; ++i) {
+    const int64_t ih = ih0 + i * g.dh;
+    const T* row = xp + ih * g.w;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t s = w0 + j * g.dw;
+      const V v = tap<T, S>(row + s);
+      const I m = (v > best) | (v != v);
+      best = m ? v : best;
+      if constexpr (IDX) bi = m ? ramp + static_cast<typename Simd<T>::IT>(ih * g.w + s) : bi;
+    }
+  }
+  vstore(yrow + ow0, best);
+  if constexpr (IDX) store_indices<T>(irow + ow0, bi);
+}
+
+template <typename T, int S>
+inline void avg_vec(const T* xp, T* yrow, const PoolGeom& g, int64_t h0, int64_t h1, T div, int64_t ow0) {
+  using V = typename Simd<T>::V;
+  const int64_t w0 = ow0 * S - g.pw;
+  V s = splat<T>(0);
+  for (int64_t ih = h0; ih < h1; ++ih) {
+    const T* row = xp + ih * g.w + w0;
+    for (int64_t j = 0; j < g.kw; ++j) s += tap<T, S>(row + j);  // row-major, as torch sums
+  }
+  vstore(yrow + ow0, s / splat<T>(div));
+}
+
+// One plane of the forward. S: 1 or 2 (vector interior) or 0 (scalar everywhere).
+template <typename T, int S>
+void plane_forward(const T* xp, T* yp, int64_t* ip, const PoolGeom& g, const ColSplit<T>& cs) {
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t lo = S ? cs.lo : g.wo, hi = S ? cs.hi : g.wo;
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    T* yrow = yp + oh * g.wo;
+    int64_t* irow = ip ? ip + oh * g.wo : nullptr;
+    auto scalar = [&](int64_t ow) {
+      if (g.is_max) {
+        T v;
+        int64_t i;
+        max_at(xp, g, oh, ow, v, i);
+        yrow[ow] = v;
+        if (irow) irow[ow] = i;
+      } else {
+        yrow[ow] = avg_at(xp, g, oh, ow);
+      }
+    };
+    for (int64_t ow = 0; ow < lo; ++ow) scalar(ow);
+    for (int64_t ow = hi; ow < g.wo; ++ow) scalar(ow);
+    if constexpr (S != 0) {
+      // window rows inside the image (the same for every column of this output row)
+      const int64_t ih0 = oh * g.sh - g.ph;
+      const int64_t i_lo = ih0 >= 0 ? 0 : (-ih0 + g.dh - 1) / g.dh;
+      const int64_t i_hi = ih0 > g.h - 1 ? 0 : std::min(g.kh, (g.h - 1 - ih0) / g.dh + 1);
+      if (i_lo >= i_hi) {
+        for (int64_t ow = lo; ow < hi; ++ow) scalar(ow);
+        continue;
+      }
+      if (g.is_max) {
+        // the last block overlaps the previous one: recomputing a few outputs is cheaper than a scalar tail
+        for (int64_t ow0 = lo; ow0 < hi; ow0 += L) {
+          if (irow)
+            max_vec<T, S, true>(xp, yrow, irow, g, ih0, i_lo, i_hi, std::min(ow0, hi - L));
+          else
+            max_vec<T, S, false>(xp, yrow, irow, g, ih0, i_lo, i_hi, std::min(ow0, hi - L));
+        }
+      } else {
+        const AvgWindow a = avg_window(g, oh, lo);  // interior columns: the same divisor along the row
+        for (int64_t ow0 = lo; ow0 < hi; ow0 += L)
+          avg_vec<T, S>(xp, yrow, g, a.h0, a.h1, static_cast<T>(a.div), std::min(ow0, hi - L));
+      }
+    }
+  }
+}
+
+// Global average: the window is the whole plane (no padding), one output per plane.
+template <typename T>
+inline T plane_sum(const T* xp, int64_t n) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V acc = splat<T>(0);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) acc += vload(xp + i);
+  T s = 0;
+  for (int64_t l = 0; l < L; ++l) s += acc[l];
+  for (; i < n; ++i) s += xp[i];
+  return s;
+}
+
+template <typename T>
+void nchw_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, plane = g.h * g.w, oplane = g.ho * g.wo;
+  if (!g.is_max && g.ho == 1 && g.wo == 1 && g.kh == g.h && g.kw == g.w && g.ph == 0 && g.pw == 0) {
+    const T div = static_cast<T>(avg_window(g, 0, 0).div);
+    parallel_tasks(planes, plane, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) y[p] = plane_sum(x + p * plane, plane) / div;
+    });
+    return;
+  }
+  const ColSplit<T> cs = col_split<T>(g);
+  parallel_tasks(planes, oplane * g.kh * g.kw, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* xp = x + p * plane;
+      T* yp = y + p * oplane;
+      int64_t* ip = idx ? idx + p * oplane : nullptr;
+      switch (cs.stride) {
+        case 1: plane_forward<T, 1>(xp, yp, ip, g, cs); break;
+        case 2: plane_forward<T, 2>(xp, yp, ip, g, cs); break;
+        default: plane_forward<T, 0>(xp, yp, ip, g, cs);
+      }
+    }
+  });
+}
+
+template <typename T, std::size_t... K>
+constexpr typename Simd<T>::I spread_mask_impl(int64_t first, std::index_sequence<K...>) {
+  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(K % 2 ? Simd<T>::L : first + K / 2)...};
+}
+template <typename T>
+constexpr typename Simd<T>::I spread_mask(int64_t first) {
+  return spread_mask_impl<T>(first, std::make_index_sequence<Simd<T>::L>{});
+}
+
+// gx[p[0]] += d[0], gx[p[S]] += d[1], ...: stride 2 spreads d over 2L elements, interleaved with zeros.
+template <typename T, int S>
+inline void add_taps(T* p, const typename Simd<T>::V& d) {
+  if constexpr (S == 1) {
+    vstore(p, vload(p) + d);
+  } else {
+    constexpr int64_t L = Simd<T>::L;
+    const typename Simd<T>::V z = splat<T>(0);
+    // lanes of [d, z]: even output lanes take d[k / 2] (lo) or d[L / 2 + k / 2] (hi), odd ones a zero
+    constexpr typename Simd<T>::I lo = spread_mask<T>(0), hi = spread_mask<T>(L / 2);
+    vstore(p, vload(p) + __builtin_shuffle(d, z, lo));
+    vstore(p + L, vload(p + L) + __builtin_shuffle(d, z, hi));
+  }
+}
+
+template <typename T, int S>
+void plane_avg_backward(const T* gyp, T* gp, const PoolGeom& g, const ColSplit<T>& cs) {
+  constexpr int64_t L = Simd<T>::L;
+  std::fill(gp, gp + g.h * g.w, T(0));
+  const int64_t lo = S ? cs.lo : g.wo, hi = S ? cs.hi : g.wo;
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const T* gyrow = gyp + oh * g.wo;
+    auto scalar = [&](int64_t ow) {
+      const AvgWindow a = avg_window(g, oh, ow);
+      const T v = gyrow[ow] / static_cast<T>(a.div);
+      for (int64_t ih = a.h0; ih < a.h1; ++ih)
+        for (int64_t iw = a.w0; iw < a.w1; ++iw) gp[ih * g.w + iw] += v;
+    };
+    for (int64_t ow = 0; ow < lo; ++ow) scalar(ow);
+    for (int64_t ow = hi; ow < g.wo; ++ow) scalar(ow);
+    if constexpr (S != 0) {
+      // the last block overlaps the previous one with those lanes zeroed: adding 0 changes nothing
+      const AvgWindow a = avg_window(g, oh, lo);
+      const typename Simd<T>::V div = splat<T>(static_cast<T>(a.div));
+      for (int64_t b = lo; b < hi; b += L) {
+        const int64_t ow0 = std::min(b, hi - L);
+        typename Simd<T>::V d = vload(gyrow + ow0) / div;
+        if (ow0 < b) d = (lane_ramp<T>(1, ow0) >= static_cast<typename Simd<T>::IT>(b)) ? d : splat<T>(0);
+        for (int64_t ih = a.h0; ih < a.h1; ++ih) {
+          T* row = gp + ih * g.w + ow0 * S - g.pw;
+          for (int64_t j = 0; j < g.kw; ++j) add_taps<T, S>(row + j, d);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void plane_max_backward(const T* gyp, const int64_t* ip, T* gp, const PoolGeom& g) {
+  const int64_t plane = g.h * g.w;
+  std::fill(gp, gp + plane, T(0));
+  for (int64_t k = 0; k < g.ho * g.wo; ++k) {
+    const int64_t i = ip[k];
+    TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h, "x", g.w,
+                " plane");
+    gp[i] += gyp[k];
+  }
+}
+
+template <typename T>
+void nchw_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
+  const int64_t planes = g.n * g.c, plane = g.h * g.w, oplane = g.ho * g.wo;
+  const ColSplit<T> cs = col_split<T>(g);
+  parallel_tasks(planes, plane + oplane * (g.is_max ? 1 : g.kh * g.kw), [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* gyp = gy + p * oplane;
+      T* gp = gx + p * plane;
+      if (g.is_max) {
+        plane_max_backward(gyp, idx + p * oplane, gp, g);
+      } else {
+        switch (cs.stride) {
+          case 1: plane_avg_backward<T, 1>(gyp, gp, g, cs); break;
+          case 2: plane_avg_backward<T, 2>(gyp, gp, g, cs); break;
+          default: plane_avg_backward<T, 0>(gyp, gp, g, cs);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- channels_last (NHWC), vectorised along C
+template <typename T>
+void nhwc_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t C = g.c;
+  const bool vec_idx = g.h * g.w < std::numeric_limits<typename Simd<T>::IT>::max();
+  parallel_tasks(g.n * g.ho, g.wo * C * g.kh * g.kw, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / g.ho, oh = r % g.ho;
+      const T* xn = x + n * g.h * g.w * C;
       for (int64_t ow = 0; ow < g.wo; ++ow) {
-        int64_t w0 = ow * g.sw - g.pw;
-        const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, g.w);
-        while (w0 < 0) w0 += g.dw;
-        int64_t best_i = h0 * g.w + w0;
-        T best = -std::numeric_limits<T>::infinity();
-        for (int64_t ih = h0; ih < h1; ih += g.dh)
-          for (int64_t iw = w0; iw < w1; iw += g.dw) {
-            const T v = xp[ih * g.w + iw];
-            if (v > best || std::isnan(v)) {
-              best = v;
-              best_i = ih * g.w + iw;
+        T* yo = y + (r * g.wo + ow) * C;
+        int64_t* io = idx ? idx + (r * g.wo + ow) * C : nullptr;
+        int64_t c = 0;
+        if (g.is_max) {
+          int64_t h0, h1, w0, w1;
+          max_taps(oh, g.sh, g.ph, g.kh, g.dh, g.h, h0, h1);
+          max_taps(ow, g.sw, g.pw, g.kw, g.dw, g.w, w0, w1);
+          if (vec_idx) {
+            for (; c + L <= C; c += L) {
+              V best = splat<T>(-std::numeric_limits<T>::infinity());
+              I bi = lane_ramp<T>(0, h0 * g.w + w0);
+              for (int64_t ih = h0; ih < h1; ih += g.dh)
+                for (int64_t iw = w0; iw < w1; iw += g.dw) {
+                  const V v = vload(xn + (ih * g.w + iw) * C + c);
+                  const I m = (v > best) | (v != v);
+                  best = m ? v : best;
+                  bi = m ? lane_ramp<T>(0, ih * g.w + iw) : bi;
+                }
+              vstore(yo + c, best);
+              if (io) store_indices<T>(io + c, bi);
             }
           }
-        yp[oh * g.wo + ow] = best;
-        ip[oh * g.wo + ow] = best_i;
+          for (; c < C; ++c) {
+            T best = -std::numeric_limits<T>::infinity();
+            int64_t bi = h0 * g.w + w0;
+            for (int64_t ih = h0; ih < h1; ih += g.dh)
+              for (int64_t iw = w0; iw < w1; iw += g.dw) {
+                const T v = xn[(ih * g.w + iw) * C + c];
+                if (v > best || std::isnan(v)) {
+                  best = v;
+                  bi = ih * g.w + iw;
+                }
+              }
+            yo[c] = best;
+            if (io) io[c] = bi;
+          }
+        } else {
+          const AvgWindow a = avg_window(g, oh, ow);
+          const T div = static_cast<T>(a.div);
+          for (; c + L <= C; c += L) {
+            V s = splat<T>(0);
+            for (int64_t ih = a.h0; ih < a.h1; ++ih)
+              for (int64_t iw = a.w0; iw < a.w1; ++iw) s += vload(xn + (ih * g.w + iw) * C + c);
+            vstore(yo + c, s / splat<T>(div));
+          }
+          for (; c < C; ++c) {
+            T s = 0;
+            for (int64_t ih = a.h0; ih < a.h1; ++ih)
+              for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xn[(ih * g.w + iw) * C + c];
+            yo[c] = s / div;
+          }
+        }
       }
     }
   });
 }
 
 template <typename T>
-void avg_forward(const T* x, T* y, const PoolGeom& g) {
-  for_each_plane(g, [&](int64_t p) {
-    const T* xp = x + p * g.h * g.w;
-    T* yp = y + p * g.ho * g.wo;
-    for (int64_t oh = 0; oh < g.ho; ++oh)
-      for (int64_t ow = 0; ow < g.wo; ++ow) {
-        const AvgWindow a = avg_window(g, oh, ow);
-        T s = 0;
-        for (int64_t ih = a.h0; ih < a.h1; ++ih)
-          for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xp[ih * g.w + iw];
-        yp[oh * g.wo + ow] = (a.h0 >= a.h1 || a.w0 >= a.w1) ? T(0) : s / static_cast<T>(a.div);
-      }
-  });
-}
-
-template <typename T>
-void max_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
-  const int64_t plane = g.h * g.w;
-  for_each_plane(g, [&](int64_t p) {
-    T* gp = gx + p * plane;
-    std::fill(gp, gp + plane, T(0));
-    const T* gyp = gy + p * g.ho * g.wo;
-    const int64_t* ip = idx + p * g.ho * g.wo;
-    for (int64_t k = 0; k < g.ho * g.wo; ++k) {
-      const int64_t i = ip[k];
-      TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h, "x",
-                  g.w, " plane");
-      gp[i] += gyp[k];
+void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t C = g.c, plane = g.h * g.w, blocks = (C + kNhwcBlock - 1) / kNhwcBlock;
+  parallel_tasks(g.n * blocks, (plane + g.ho * g.wo) * std::min(C, kNhwcBlock), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = t / blocks, c0 = t % blocks * kNhwcBlock, c1 = std::min(C, c0 + kNhwcBlock);
+      T* gn = gx + n * plane * C;
+      for (int64_t q = 0; q < plane; ++q) std::fill(gn + q * C + c0, gn + q * C + c1, T(0));
+      for (int64_t oh = 0; oh < g.ho; ++oh)
+        for (int64_t ow = 0; ow < g.wo; ++ow) {
+          const int64_t o = ((n * g.ho + oh) * g.wo + ow) * C;
+          if (g.is_max) {
+            for (int64_t c = c0; c < c1; ++c) {
+              const int64_t i = idx[o + c];
+              TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h,
+                          "x", g.w, " plane");
+              gn[i * C + c] += gy[o + c];
+            }
+          } else {
+            const AvgWindow a = avg_window(g, oh, ow);
+            const T div = static_cast<T>(a.div);
+            int64_t c = c0;
+            for (; c + L <= c1; c += L) {
+              const V d = vload(gy + o + c) / splat<T>(div);
+              for (int64_t ih = a.h0; ih < a.h1; ++ih)
+                for (int64_t iw = a.w0; iw < a.w1; ++iw) {
+                  T* p = gn + (ih * g.w + iw) * C + c;
+                  vstore(p, vload(p) + d);
+                }
+            }
+            for (; c < c1; ++c) {
+              const T d = gy[o + c] / div;
+              for (int64_t ih = a.h0; ih < a.h1; ++ih)
+                for (int64_t iw = a.w0; iw < a.w1; ++iw) gn[(ih * g.w + iw) * C + c] += d;
+            }
+          }
+        }
     }
   });
 }
 
-template <typename T>
-void avg_backward(const T* gy, T* gx, const PoolGeom& g) {
-  const int64_t plane = g.h * g.w;
-  for_each_plane(g, [&](int64_t p) {
-    T* gp = gx + p * plane;
-    std::fill(gp, gp + plane, T(0));
-    const T* gyp = gy + p * g.ho * g.wo;
-    for (int64_t oh = 0; oh < g.ho; ++oh)
-      for (int64_t ow = 0; ow < g.wo; ++ow) {
-        const AvgWindow a = avg_window(g, oh, ow);
-        const T v = gyp[oh * g.wo + ow] / static_cast<T>(a.div);
-        for (int64_t ih = a.h0; ih < a.h1; ++ih)
-          for (int64_t iw = a.w0; iw < a.w1; ++iw) gp[ih * g.w + iw] += v;
-      }
-  });
+// channels_last in, channels_last out (as torch does); anything else is computed as NCHW.
+inline bool is_channels_last(const at::Tensor& t) {
+  return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor> pool2d_cpu(const at::Tensor& input, c10::string_view mode, at::IntArrayRef kernel,
                                               at::IntArrayRef stride, at::IntArrayRef padding,
                                               at::IntArrayRef dilation, bool ceil_mode, bool count_include_pad,
-                                              c10::optional<int64_t> divisor_override) {
+                                              c10::optional<int64_t> divisor_override, bool return_indices) {
   const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                    divisor_override);
   const auto ct = compute_type(input.scalar_type());
-  const at::Tensor x = input.to(ct).contiguous();
-  at::Tensor y = at::empty({g.n, g.c, g.ho, g.wo}, x.options());
-  at::Tensor idx = at::empty(g.is_max ? at::IntArrayRef{g.n, g.c, g.ho, g.wo} : at::IntArrayRef{0},
-                             x.options().dtype(at::kLong));
+  const bool cl = is_channels_last(input);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor x = input.to(ct).contiguous(fmt);
+  at::Tensor y = at::empty({g.n, g.c, g.ho, g.wo}, x.options().memory_format(fmt));
+  const bool with_idx = g.is_max && return_indices;
+  at::Tensor idx = with_idx ? at::empty({g.n, g.c, g.ho, g.wo}, x.options().dtype(at::kLong).memory_format(fmt))
+                            : at::empty({0}, x.options().dtype(at::kLong));
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pool2d_cpu", [&] {
-      if (g.is_max)
-        max_forward<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
-                              idx.mutable_data_ptr<int64_t>(), g);
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      int64_t* ip = with_idx ? idx.mutable_data_ptr<int64_t>() : nullptr;
+      if (cl)
+        nhwc_forward<scalar_t>(xp, yp, ip, g);
       else
-        avg_forward<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g);
+        nchw_forward<scalar_t>(xp, yp, ip, g);
     });
   }
   return {y.to(input.scalar_type()), idx};
@@ -163,17 +518,18 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                 "convkit::pool2d_backward: indices must be int64 of shape ", at::IntArrayRef(out_shape), ", got ",
                 indices.scalar_type(), " ", indices.sizes());
   const auto ct = compute_type(input.scalar_type());
-  const at::Tensor gy = grad_output.to(ct).contiguous();
-  at::Tensor gx = at::empty({g.n, g.c, g.h, g.w}, gy.options());
+  const bool cl = is_channels_last(input);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor gy = grad_output.to(ct).contiguous(fmt);
+  at::Tensor gx = at::empty({g.n, g.c, g.h, g.w}, gy.options().memory_format(fmt));
   if (gx.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pool2d_backward_cpu", [&] {
-      if (g.is_max) {
-        const at::Tensor idx = indices.contiguous();
-        max_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), idx.const_data_ptr<int64_t>(),
-                               gx.mutable_data_ptr<scalar_t>(), g);
-      } else {
-        avg_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
-      }
+      const at::Tensor idx = g.is_max ? indices.contiguous(fmt) : indices;
+      const int64_t* ip = g.is_max ? idx.const_data_ptr<int64_t>() : nullptr;
+      if (cl)
+        nhwc_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), ip, gx.mutable_data_ptr<scalar_t>(), g);
+      else
+        nchw_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), ip, gx.mutable_data_ptr<scalar_t>(), g);
     });
   }
   return gx.to(input.scalar_type());
