@@ -5,6 +5,13 @@ Backends receive only normalised, validated arguments:
   pool2d(input4d, mode, kernel(2), stride(2), padding(2), dilation(2), ceil_mode, count_include_pad,
          divisor_override, return_indices)
 and never validate user input themselves.
+
+Eager fast path: a call on plain CPU tensors that needs no gradient, outside torch.compile and torch
+function modes, with backend "auto" or "compiled", goes straight to convkit._C's inference entry points
+(corr2d_infer / pool2d_infer: the same kernels, without the dispatcher and the Python autograd wrapper).
+They take the raw arguments and return NotImplemented for anything but plain tensors and exact ints /
+tuples (strings, bools, int tensors, errors from the kernel's checks), and the checked path below runs
+and raises the user-facing error.
 """
 from __future__ import annotations
 
@@ -25,6 +32,24 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _POOL_MODES = ("max", "avg")
 _BACKEND_NAMES = ("auto",) + BACKENDS
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FAST_BACKENDS = ("auto", "compiled")
+
+
+def _fast_module():
+    """convkit._C when it has the eager entry points, else None."""
+    from .backends import compiled
+    c = compiled._C
+    return c if c is not None and hasattr(c, "pool2d_infer") else None
+
+
+_CK = _fast_module()
+_is_compiling = torch.compiler.is_compiling
+_function_mode = torch._C._is_torch_function_mode_enabled
+
+
+def _fast(backend) -> bool:
+    """Whether an eager call may try convkit._C's inference entry points (they check the tensors)."""
+    return _CK is not None and backend in _FAST_BACKENDS and not _is_compiling() and not _function_mode()
 
 
 # --------------------------------------------------------------------------- argument helpers
@@ -167,6 +192,10 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     padding_mode: "zeros", "reflect", "replicate" or "circular".
     backend: "auto", "naive", "unfold", "compiled" or "torch".
     """
+    if padding_mode == "zeros" and _fast(backend):
+        y = _CK.corr2d_infer(input, weight, bias, stride, padding, dilation, groups)
+        if y is not NotImplemented:
+            return y
     _check_tensor("input", input)
     _check_tensor("weight", weight)
     if input.device != weight.device:
@@ -239,6 +268,11 @@ def pool2d(input, kernel_size, stride=1, padding=0, *, mode="max", dilation=1, c
     input (H, W), (C, H, W) or (N, C, H, W); every channel is pooled separately.
     return_indices (max only) gives torch-compatible flat indices h * W + w into each input plane.
     """
+    if not return_indices and _fast(backend):
+        y = _CK.pool2d_infer(input, mode, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+                             divisor_override)
+        if y is not NotImplemented:
+            return y
     _check_tensor("input", input)
     if mode not in _POOL_MODES:
         raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
@@ -290,14 +324,25 @@ def pool2d(input, kernel_size, stride=1, padding=0, *, mode="max", dilation=1, c
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, backend="auto"):
     """torch.nn.functional.max_pool2d's signature and defaults (stride defaults to kernel_size)."""
-    return pool2d(input, kernel_size, kernel_size if stride is None or stride == [] else stride, padding,
-                  mode="max", dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices,
+    if stride is None or stride == []:
+        stride = kernel_size
+    if not return_indices and _fast(backend):
+        y = _CK.pool2d_infer(input, "max", kernel_size, stride, padding, dilation, ceil_mode, True, None)
+        if y is not NotImplemented:
+            return y
+    return pool2d(input, kernel_size, stride, padding, mode="max", dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices,
                   backend=backend)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, backend="auto"):
     """torch.nn.functional.avg_pool2d's signature and defaults (stride defaults to kernel_size)."""
-    return pool2d(input, kernel_size, kernel_size if stride is None or stride == [] else stride, padding,
-                  mode="avg", ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+    if stride is None or stride == []:
+        stride = kernel_size
+    if _fast(backend):
+        y = _CK.pool2d_infer(input, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
+                             divisor_override)
+        if y is not NotImplemented:
+            return y
+    return pool2d(input, kernel_size, stride, padding, mode="avg", ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                   divisor_override=divisor_override, backend=backend)

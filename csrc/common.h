@@ -111,4 +111,13 @@ inline at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
+// t as the kernels read it (dtype ct, memory format fmt), without a dispatcher round trip when it already is.
+inline at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct,
+                             at::MemoryFormat fmt = at::MemoryFormat::Contiguous) {
+  return t.scalar_type() == ct && t.is_contiguous(fmt) ? t : t.to(ct).contiguous(fmt);
+}
+
+// A result back in the caller's dtype (a no-op, without a dispatcher call, when it already is).
+inline at::Tensor as_dtype(const at::Tensor& t, at::ScalarType dt) { return t.scalar_type() == dt ? t : t.to(dt); }
+
 }  // namespace convkit

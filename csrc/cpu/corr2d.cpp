@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../common.h"
+#include "kernels.h"
 #include "simd.h"
 
 namespace convkit {
@@ -563,11 +564,13 @@ void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
   });
 }
 
+}  // namespace
+
 at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const ConvGeom g = conv_geometry(input, weight, bias, stride, padding, dilation, groups);
   const auto ct = compute_type(input.scalar_type());
-  const at::Tensor x = input.to(ct).contiguous(), w = weight.to(ct).contiguous();
+  const at::Tensor x = as_compute(input, ct), w = as_compute(weight, ct);
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->to(ct).contiguous() : at::Tensor();
   at::Tensor y = at::empty({g.n, g.o, g.ho, g.wo}, x.options());
@@ -577,7 +580,7 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
                                has_bias ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
     });
   }
-  return y.to(input.scalar_type());
+  return as_dtype(y, input.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
@@ -593,8 +596,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
               "convkit::corr2d_backward: grad_output must have input's dtype ", input.scalar_type());
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor gy = grad_output.to(ct).contiguous();
-  const at::Tensor x = output_mask[1] ? input.to(ct).contiguous() : at::Tensor();
-  const at::Tensor w = output_mask[0] ? weight.to(ct).contiguous() : at::Tensor();
+  const at::Tensor x = output_mask[1] ? as_compute(input, ct) : at::Tensor();
+  const at::Tensor w = output_mask[0] ? as_compute(weight, ct) : at::Tensor();
   at::Tensor gx = output_mask[0] ? at::empty({g.n, g.c, g.h, g.w}, gy.options()) : at::Tensor();
   at::Tensor gw = output_mask[1] ? at::empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
   at::Tensor gb = output_mask[2] ? at::empty({g.o}, gy.options()) : at::Tensor();
@@ -611,11 +614,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
       grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (output_mask[2] && gb.numel() > 0) grad_bias_kernel<scalar_t>(gyp, gb.mutable_data_ptr<scalar_t>(), g);
   });
-  const auto back = [&](const at::Tensor& t) { return t.defined() ? t.to(input.scalar_type()) : t; };
+  const auto back = [&](const at::Tensor& t) { return t.defined() ? as_dtype(t, input.scalar_type()) : t; };
   return {back(gx), back(gw), back(gb)};
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {
   m.impl("corr2d", &corr2d_cpu);

@@ -30,6 +30,7 @@
 #include <limits>
 
 #include "../common.h"
+#include "kernels.h"
 #include "simd.h"
 
 namespace convkit {
@@ -474,32 +475,55 @@ inline bool is_channels_last(const at::Tensor& t) {
   return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
 }
 
-std::tuple<at::Tensor, at::Tensor> pool2d_cpu(const at::Tensor& input, c10::string_view mode, at::IntArrayRef kernel,
-                                              at::IntArrayRef stride, at::IntArrayRef padding,
-                                              at::IntArrayRef dilation, bool ceil_mode, bool count_include_pad,
-                                              c10::optional<int64_t> divisor_override, bool return_indices) {
-  const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
-                                   divisor_override);
+}  // namespace
+
+namespace {
+
+// The forward; the indices tensor is created only when `indices` is given (max with return_indices).
+at::Tensor pool2d_forward(const at::Tensor& input, const PoolGeom& g, at::Tensor* indices) {
   const auto ct = compute_type(input.scalar_type());
   const bool cl = is_channels_last(input);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const at::Tensor x = input.to(ct).contiguous(fmt);
+  const at::Tensor x = as_compute(input, ct, fmt);
   at::Tensor y = at::empty({g.n, g.c, g.ho, g.wo}, x.options().memory_format(fmt));
-  const bool with_idx = g.is_max && return_indices;
-  at::Tensor idx = with_idx ? at::empty({g.n, g.c, g.ho, g.wo}, x.options().dtype(at::kLong).memory_format(fmt))
-                            : at::empty({0}, x.options().dtype(at::kLong));
+  int64_t* ip = nullptr;
+  if (indices) {
+    *indices = at::empty({g.n, g.c, g.ho, g.wo}, x.options().dtype(at::kLong).memory_format(fmt));
+    ip = indices->mutable_data_ptr<int64_t>();
+  }
   if (y.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pool2d_cpu", [&] {
       const scalar_t* xp = x.const_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-      int64_t* ip = with_idx ? idx.mutable_data_ptr<int64_t>() : nullptr;
       if (cl)
         nhwc_forward<scalar_t>(xp, yp, ip, g);
       else
         nchw_forward<scalar_t>(xp, yp, ip, g);
     });
   }
-  return {y.to(input.scalar_type()), idx};
+  return as_dtype(y, input.scalar_type());
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> pool2d_cpu(const at::Tensor& input, c10::string_view mode, at::IntArrayRef kernel,
+                                              at::IntArrayRef stride, at::IntArrayRef padding,
+                                              at::IntArrayRef dilation, bool ceil_mode, bool count_include_pad,
+                                              c10::optional<int64_t> divisor_override, bool return_indices) {
+  const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
+                                   divisor_override);
+  at::Tensor idx;
+  at::Tensor y = pool2d_forward(input, g, g.is_max && return_indices ? &idx : nullptr);
+  if (!idx.defined()) idx = at::empty({0}, input.options().dtype(at::kLong));
+  return {y, idx};
+}
+
+at::Tensor pool2d_values_cpu(const at::Tensor& input, c10::string_view mode, at::IntArrayRef kernel,
+                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                             bool ceil_mode, bool count_include_pad, c10::optional<int64_t> divisor_override) {
+  const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
+                                   divisor_override);
+  return pool2d_forward(input, g, nullptr);
 }
 
 at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
@@ -520,7 +544,7 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
   const auto ct = compute_type(input.scalar_type());
   const bool cl = is_channels_last(input);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const at::Tensor gy = grad_output.to(ct).contiguous(fmt);
+  const at::Tensor gy = as_compute(grad_output, ct, fmt);
   at::Tensor gx = at::empty({g.n, g.c, g.h, g.w}, gy.options().memory_format(fmt));
   if (gx.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pool2d_backward_cpu", [&] {
@@ -532,10 +556,8 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
         nchw_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), ip, gx.mutable_data_ptr<scalar_t>(), g);
     });
   }
-  return gx.to(input.scalar_type());
+  return as_dtype(gx, input.scalar_type());
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {
   m.impl("pool2d", &pool2d_cpu);

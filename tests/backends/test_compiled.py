@@ -203,3 +203,56 @@ def test_shared_schedule_and_straddling_tiles(shape):
     gy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     for a, r in zip(torch.autograd.grad(y, (x, wt, b), gy), torch.autograd.grad(ref, (x, wt, b), gy)):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- the eager inference entry points
+def test_eager_entry_points_take_only_what_they_can_run():
+    from convkit import functional
+    ck = functional._CK
+    x, w = torch.randn(2, 3, 9, 10), torch.randn(4, 3, 3, 3)
+    ref = torch.nn.functional.conv2d(x, w, None, 1, 1)
+    torch.testing.assert_close(ck.corr2d_infer(x, w, None, 1, 1, 1, 1), ref)
+    torch.testing.assert_close(ck.corr2d_infer(x, w, None, (1, 1), (1, 1, 1, 1), [1, 1], 1), ref)
+    torch.testing.assert_close(ck.pool2d_infer(x, "max", 2, None, 0, 1, False, True, None),
+                               torch.nn.functional.max_pool2d(x, 2))
+    refused = [
+        lambda: ck.corr2d_infer(x, w, None, 1, "same", 1, 1),            # depends on the input's size
+        lambda: ck.corr2d_infer(x, w, None, True, 1, 1, 1),              # bool is not an int here
+        lambda: ck.corr2d_infer(x, w, None, 2.0, 1, 1, 1),
+        lambda: ck.corr2d_infer(x, w, None, 1, (0, 1, -1, 0), 1, 1),     # the kernel's checks refuse it
+        lambda: ck.corr2d_infer(x.int(), w, None, 1, 1, 1, 1),
+        lambda: ck.corr2d_infer(x[0], w, None, 1, 1, 1, 1),              # 3-d: the rank rules are Python's
+        lambda: ck.corr2d_infer(x, w.requires_grad_(), None, 1, 1, 1, 1),  # autograd needed
+        lambda: ck.pool2d_infer(x, "max", 2, None, 0, 1, 0, True, None),  # ceil_mode must be a bool
+        lambda: ck.pool2d_infer(x, "max", 2, None, 0, 1, False, True, 3),  # divisor_override is avg's
+        lambda: ck.pool2d_infer(x, "avg", 2, None, 0, 1, False, True, 0),
+        lambda: ck.pool2d_infer(x, "min", 2, None, 0, 1, False, True, None),
+        lambda: ck.pool2d_infer(x, "max", 20, None, 0, 1, False, True, None),
+    ]
+    for call in refused:
+        assert call() is NotImplemented
+    with torch.no_grad():  # no gradient needed: taken
+        assert ck.corr2d_infer(x, w, None, 1, 1, 1, 1) is not NotImplemented
+
+
+def test_public_api_uses_the_eager_entry_points_only_without_autograd(monkeypatch):
+    from convkit import functional
+    calls = []
+    real = functional._CK
+
+    class Spy:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(functional, "_CK", Spy())
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    convkit.corr2d(x, w)
+    convkit.max_pool2d(x, 2)
+    assert calls == ["corr2d_infer", "pool2d_infer"]
+    calls.clear()
+    wg = w.clone().requires_grad_()
+    y = convkit.corr2d(x, wg)  # the op with autograd: corr2d_infer refuses, the graph is recorded
+    assert y.grad_fn is not None
+    with torch.no_grad():
+        assert convkit.corr2d(x, wg).grad_fn is None
