@@ -78,6 +78,24 @@ def case_bytes(direction, mode, x, out_numel):
     return {"fwd": fwd, "bwd": bwd, "fwdbwd": fwd + (out_numel * 8 if mode == "max" else 0) + bwd}[direction]
 
 
+def markdown(path) -> str:
+    """A saved run as a markdown table (the README and the closing notes quote these, never typed)."""
+    with open(path) as f:
+        d = json.load(f)
+    m = d["machine"]
+    lines = [f"{m['threads']} threads, torch {m['torch']}, MALLOC_MMAP_THRESHOLD_="
+             f"{m.get('malloc_mmap_threshold') or 'default'}, copy bandwidth {d['peaks']['copy_gbs']:.1f} GB/s "
+             f"measured in the same run; speedup = torch time / convkit time",
+             "", "| shape | N | layout | dir | torch | convkit | speedup | convkit GB/s | % of copy bw |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        t, c = r["median_s"]["torch"], r["median_s"]["convkit"]
+        fmt = (lambda v: f"{v * 1e3:.2f} ms") if t > 1e-4 else (lambda v: f"{v * 1e6:.2f} us")
+        lines.append(f"| {r['shape']} | {r['n']} | {r['layout']} | {r['direction']} | {fmt(t)} | {fmt(c)} | "
+                     f"{r['speedup_vs_torch']:.2f}x | {r['convkit_gbs']:.1f} | {r['pct_copy_bw']:.0f} % |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default=",".join(POOL_SHAPES))
@@ -89,7 +107,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-small", action="store_true", help="skip the d2l-sized inputs")
     p.add_argument("--json", default=None)
+    p.add_argument("--table", metavar="JSON", default=None, help="print a saved run as a markdown table and exit")
     a = p.parse_args(argv)
+    if a.table:
+        print(markdown(a.table))
+        return
     torch.set_num_threads(a.threads)
     peaks = machine_peaks.measure(rounds=3)
     bw = peaks["copy_gbs"]

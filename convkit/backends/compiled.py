@@ -161,8 +161,11 @@ def _register() -> None:
         ctx.save_for_backward(x, output[1])
         ctx.conf = conf[:8]  # without return_indices: pool2d_backward's arguments
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # else autograd fills an int64 zeros tensor for the indices' "gradient"
 
     def pool_bwd(ctx, gy, _gidx):
+        if gy is None:
+            return (None,) * 10
         x, idx = ctx.saved_tensors
         if ctx.conf[0] == "max" and idx.numel() == 0 and gy.numel() > 0:
             # a direct op call with return_indices=False on an input that requires grad: find the winners again

@@ -505,6 +505,102 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
+// grad_weight for few output channels per group (Og <= kLanesMaxOg: LeNet, depthwise, channel tails), where
+// grad_weight_tiled's 32-wide output tiles would be mostly padding: gw[o, k] = sum_p dY[o, p] cols[k][p]
+// vectorised along positions. A task owns a block of rows k of one group, for all Og channels. Per image and
+// chunk of positions (never straddling images) it packs its rows of cols (pack_cols: [tile][k][TW]) and
+// copies the chunk of dY (zero past the last position), then for every OB x KB block of (o, k) keeps OB * KB
+// vector accumulators (lanes = positions) in registers over the chunk: KB + OB loads per OB * KB FMAs.
+// Accumulators live in acc[o][k][L] between chunks; their lanes are summed into gw at the end in a fixed
+// order, so the result depends neither on the split nor on the thread count.
+// Workspace per task: the column tile and the dY chunk (<= kColBytes each) and Og x nk x L accumulators.
+constexpr int64_t kLanesMaxOg = 16;
+
+template <typename T, int OB, int KB>
+inline void lanes_block(const T* cols, int64_t nk, int64_t kk, const T* gyc, int64_t ld, int64_t ntiles,
+                        typename Simd<T>::V* acc_o, int64_t acc_ld) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L, TW = 2 * L;
+  V acc[OB][KB];
+  for (int a = 0; a < OB; ++a)
+    for (int b = 0; b < KB; ++b) acc[a][b] = acc_o[a * acc_ld + kk + b];
+  for (int64_t t = 0; t < ntiles; ++t)
+    for (int64_t h = 0; h < TW; h += L) {
+      V c[KB];
+      for (int b = 0; b < KB; ++b) c[b] = vload(cols + (t * nk + kk + b) * TW + h);
+      for (int a = 0; a < OB; ++a) {
+        const V gv = vload(gyc + a * ld + t * TW + h);
+        for (int b = 0; b < KB; ++b) acc[a][b] += gv * c[b];
+      }
+    }
+  for (int a = 0; a < OB; ++a)
+    for (int b = 0; b < KB; ++b) acc_o[a * acc_ld + kk + b] = acc[a][b];
+}
+
+template <typename T, int OB>
+inline void lanes_rows(const T* cols, int64_t nk, const T* gyc, int64_t ld, int64_t ntiles,
+                       typename Simd<T>::V* acc_o, int64_t acc_ld) {
+  int64_t kk = 0;
+  for (; kk + 4 <= nk; kk += 4) lanes_block<T, OB, 4>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld);
+  switch (nk - kk) {
+    case 3: lanes_block<T, OB, 3>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    case 2: lanes_block<T, OB, 2>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    case 1: lanes_block<T, OB, 1>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    default: break;
+  }
+}
+
+template <typename T>
+void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L, TW = 2 * L;
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo;
+  const std::vector<Tap> taps = column_taps(g);
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t split = std::max<int64_t>(1, (want + g.groups - 1) / g.groups);
+  const int64_t kc = std::min(K, ((K + split - 1) / split + 3) / 4 * 4);
+  const int64_t kblocks = (K + kc - 1) / kc;
+  // positions per chunk: whole tiles, the column tile within kColBytes, no more than one image
+  const int64_t P = std::min((hw + TW - 1) / TW, std::max<int64_t>(1, kColBytes / ((int64_t)sizeof(T) * kc * TW))) * TW;
+  at::parallel_for(0, g.groups * kblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> cols(kc * P), gyc(g.og * P);
+    std::vector<V> acc(g.og * kc);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / kblocks, k0 = t % kblocks * kc, k1 = std::min(K, k0 + kc), nk = k1 - k0;
+      std::fill(acc.begin(), acc.end(), V{});
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+        for (int64_t p0 = 0; p0 < hw; p0 += P) {
+          const int64_t np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
+          pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols.data());
+          for (int64_t o = 0; o < g.og; ++o) {
+            const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
+            std::copy(src, src + np, gyc.data() + o * npad);
+            std::fill(gyc.data() + o * npad + np, gyc.data() + (o + 1) * npad, T(0));
+          }
+          for (int64_t o = 0; o < g.og; o += 4) {
+            const T* go = gyc.data() + o * npad;
+            V* ao = acc.data() + o * kc;
+            switch (std::min<int64_t>(4, g.og - o)) {
+              case 4: lanes_rows<T, 4>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
+              case 3: lanes_rows<T, 3>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
+              case 2: lanes_rows<T, 2>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
+              default: lanes_rows<T, 1>(cols.data(), nk, go, npad, ntiles, ao, kc);
+            }
+          }
+        }
+      }
+      for (int64_t o = 0; o < g.og; ++o)
+        for (int64_t k = k0; k < k1; ++k) {
+          const V& a = acc[o * kc + (k - k0)];
+          T s = 0;
+          for (int64_t l = 0; l < L; ++l) s += a[l];
+          gw[(grp * g.og + o) * K + k] = s;
+        }
+    }
+  });
+}
+
 // Pointwise (1x1, stride 1, no padding) gradients are plain matrix products per image:
 //   grad_weight[group] = sum_n dY[n, group] (Og x HW) @ X[n, group]^T (HW x Cg)
 //   grad_input[n, group] = W[group]^T (Cg x Og) @ dY[n, group] (Og x HW)
@@ -610,8 +706,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     if (do_gx && !is_pointwise(g))
       grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
-    if (do_gw && !is_pointwise(g))
-      grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && !is_pointwise(g)) {
+      if (g.og <= kLanesMaxOg)
+        grad_weight_lanes<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
+      else
+        grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    }
     if (output_mask[2] && gb.numel() > 0) grad_bias_kernel<scalar_t>(gyp, gb.mutable_data_ptr<scalar_t>(), g);
   });
   const auto back = [&](const at::Tensor& t) { return t.defined() ? as_dtype(t, input.scalar_type()) : t; };

@@ -431,6 +431,7 @@ template <typename T>
 void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
+  const bool vec_idx = g.h * g.w < std::numeric_limits<typename Simd<T>::IT>::max();
   const int64_t C = g.c, plane = g.h * g.w, blocks = (C + kNhwcBlock - 1) / kNhwcBlock;
   parallel_tasks(g.n * blocks, (plane + g.ho * g.wo) * std::min(C, kNhwcBlock), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
@@ -441,7 +442,32 @@ void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
         for (int64_t ow = 0; ow < g.wo; ++ow) {
           const int64_t o = ((n * g.ho + oh) * g.wo + ow) * C;
           if (g.is_max) {
-            for (int64_t c = c0; c < c1; ++c) {
+            int64_t c = c0;
+            if (vec_idx) {
+              // every tap of the window takes the lanes whose index points at it: no scalar scatter
+              int64_t h0, h1, w0, w1;
+              max_taps(oh, g.sh, g.ph, g.kh, g.dh, g.h, h0, h1);
+              max_taps(ow, g.sw, g.pw, g.kw, g.dw, g.w, w0, w1);
+              for (; c + L <= c1; c += L) {
+                typename Simd<T>::I64 iv;
+                std::memcpy(&iv, idx + o + c, sizeof(iv));
+                const V d = vload(gy + o + c);
+                typename Simd<T>::I hit{};
+                for (int64_t ih = h0; ih < h1; ih += g.dh)
+                  for (int64_t iw = w0; iw < w1; iw += g.dw) {
+                    const typename Simd<T>::I m =
+                        __builtin_convertvector(iv == ih * g.w + iw, typename Simd<T>::I);
+                    T* p = gn + (ih * g.w + iw) * C + c;
+                    vstore(p, vload(p) + (m ? d : splat<T>(0)));
+                    hit |= m;
+                  }
+                // an index that is not a tap of its window (a bad direct call) would lose its gradient here
+                bool all = true;
+                for (int64_t l = 0; l < L; ++l) all &= hit[l] != 0;
+                TORCH_CHECK(all, "convkit::pool2d_backward: indices must point into their pooling window");
+              }
+            }
+            for (; c < c1; ++c) {
               const int64_t i = idx[o + c];
               TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h,
                           "x", g.w, " plane");

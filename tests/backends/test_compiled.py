@@ -205,6 +205,32 @@ def test_shared_schedule_and_straddling_tiles(shape):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [
+    # (N, C, H, W, O, kernel, stride, pad, dilation, groups): grad_weight takes the positions-as-lanes kernel
+    # for <= 16 output channels per group (LeNet, depthwise, tails) and the tiled GEMM above that.
+    (3, 1, 28, 28, 6, 5, 1, 2, 1, 1),      # LeNet conv1: C = 1, 25 rows
+    (2, 6, 14, 14, 16, 5, 1, 0, 1, 1),     # LeNet conv2: Og = 16, 150 rows, a partial last tile
+    (2, 8, 11, 13, 8, 3, 1, 1, 1, 8),      # depthwise
+    (1, 6, 9, 10, 15, (3, 2), 2, 1, 2, 3),  # groups, stride, dilation, odd Og and rows
+    (2, 5, 40, 33, 7, 3, 1, 1, 1, 1),      # several position chunks per image
+    (2, 6, 8, 9, 17, 3, 1, 1, 1, 1),       # just above the threshold: tiled
+    (1, 4, 7, 7, 34, 3, (2, 1), 1, 1, 2),  # tiled, groups
+])
+def test_grad_weight_paths(shape, dtype):
+    n, c, h, w, o, k, s, p, d, groups = shape
+    k = (k, k) if isinstance(k, int) else k
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype, requires_grad=True)
+    wt = torch.randn(o, c // groups, *k, generator=g, dtype=dtype, requires_grad=True)
+    y = convkit.corr2d(x, wt, None, s, p, d, groups, backend="compiled")
+    ref = torch.nn.functional.conv2d(x, wt, None, s, p, d, groups)
+    gy = torch.randn(ref.shape, generator=g, dtype=dtype)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for a, r in zip(torch.autograd.grad(y, (x, wt), gy), torch.autograd.grad(ref, (x, wt), gy)):
+        torch.testing.assert_close(a, r, **tol)
+
+
 # --------------------------------------------------------------------------- the eager inference entry points
 def test_eager_entry_points_take_only_what_they_can_run():
     from convkit import functional
