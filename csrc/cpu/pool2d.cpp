@@ -16,8 +16,9 @@
 //    with zeros). Max backward, `plane_max_backward`: zero the plane, scatter grad_output to the saved
 //    indices (bounds-checked). Traffic: grad_output (+ indices) read once, grad_input written once.
 //  * channels_last (NHWC) forward, `nhwc_forward`: a task owns output rows (n, oh); every window tap is a
-//    contiguous run of C channels, vectorised along C. Backward, `nhwc_backward`: a task owns (n, block of
-//    kNhwcBlock channels) of grad_input and walks all outputs of that image.
+//    contiguous run of C channels, vectorised along C. Max backward, `nhwc_backward`: a task owns (n, block
+//    of kNhwcBlock channels) of grad_input: zero it, then each window tap takes the lanes whose index names
+//    it. Avg backward, `nhwc_avg_backward`: a gather, each grad_input element written once.
 // Indices are int64 flat h * W + w within the plane, in either layout (torch's convention). `return_indices`
 // false (inference) skips writing them: max then moves input + output only.
 #include <ATen/ATen.h>
@@ -28,6 +29,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "../common.h"
 #include "kernels.h"
@@ -427,8 +430,55 @@ void nhwc_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   });
 }
 
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// channels_last avg backward as a gather: a task owns input rows (n, ih) of grad_input and writes each
+// element once, the sum over the windows that cover it of grad_output / divisor (vectorised along C): no
+// zero fill, no read-modify-write. Covering outputs: oh with oh*sh - ph <= ih < oh*sh - ph + kh (the
+// clipped window of avg_window contains exactly these), taken in ascending (oh, ow) order.
+template <typename T>
+void nhwc_avg_backward(const T* gy, T* gx, const PoolGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t C = g.c;
+  auto cover = [](int64_t i, int64_t p, int64_t k, int64_t s, int64_t no, int64_t& lo, int64_t& hi) {
+    lo = std::max<int64_t>(0, floor_div(i + p - k, s) + 1);
+    hi = std::min<int64_t>(no, floor_div(i + p, s) + 1);
+  };
+  parallel_tasks(g.n * g.h, g.w * C * std::max<int64_t>(1, g.kh * g.kw / (g.sh * g.sw)), [&](int64_t b, int64_t e) {
+    std::vector<std::pair<const T*, T>> srcs;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / g.h, ih = r % g.h;
+      int64_t oh0, oh1;
+      cover(ih, g.ph, g.kh, g.sh, g.ho, oh0, oh1);
+      for (int64_t iw = 0; iw < g.w; ++iw) {
+        int64_t ow0, ow1;
+        cover(iw, g.pw, g.kw, g.sw, g.wo, ow0, ow1);
+        srcs.clear();
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          for (int64_t ow = ow0; ow < ow1; ++ow)
+            srcs.emplace_back(gy + ((n * g.ho + oh) * g.wo + ow) * C, static_cast<T>(avg_window(g, oh, ow).div));
+        T* dst = gx + (r * g.w + iw) * C;
+        int64_t c = 0;
+        for (; c + L <= C; c += L) {
+          V acc = splat<T>(0);
+          for (const auto& sd : srcs) acc += vload(sd.first + c) / splat<T>(sd.second);
+          vstore(dst + c, acc);
+        }
+        for (; c < C; ++c) {
+          T acc = 0;
+          for (const auto& sd : srcs) acc += sd.first[c] / sd.second;
+          dst[c] = acc;
+        }
+      }
+    }
+  });
+}
+
+// channels_last max backward: a task owns (n, block of kNhwcBlock channels) of grad_input.
 template <typename T>
 void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
+  if (!g.is_max) return nhwc_avg_backward(gy, gx, g);
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   const bool vec_idx = g.h * g.w < std::numeric_limits<typename Simd<T>::IT>::max();
