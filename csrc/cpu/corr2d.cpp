@@ -360,9 +360,101 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   });
 }
 
+// Direct rows: for few output channels per group (Og <= kRowsMaxOg) and column stride 1 (LeNet, single
+// channel, depthwise, tiny images), where packing im2col tiles would cost more than the arithmetic. A task
+// owns a block of output rows of one image and group. It copies the input rows that block reads into a
+// zero-padded slab (cg x rows x Wp: padding becomes zeros, vector loads past a row's end stay inside),
+// then for every 2L-wide run of an output row and every block of OB output channels keeps OB x 2 vector
+// accumulators: per (c, i, j) two unaligned loads from the slab and 2 * OB FMAs with the weight broadcast
+// from memory. No im2col tile, no weight packing; workspace: the slab (<= kColBytes unless one row of
+// the slab is bigger). Summation order per output: bias, then (c, i, j) ascending, whatever the split.
+constexpr int64_t kRowsMaxOg = 16;
+
+inline bool rows_applies(const ConvGeom& g) { return g.og <= kRowsMaxOg && g.sw == 1; }
+
+template <typename T, int OB>
+inline void rows_run(const T* slab, int64_t row_ld, int64_t c_ld, const T* w, const T* b, T* yrow, int64_t plane,
+                     int64_t ow0, int64_t cnt, const ConvGeom& g, int64_t r0) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t khw = g.kh * g.kw, wo_ld = g.cg * khw;
+  V acc[OB][2];
+  for (int o = 0; o < OB; ++o) acc[o][0] = acc[o][1] = splat<T>(b ? b[o] : T(0));
+  for (int64_t c = 0; c < g.cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const T* row = slab + c * c_ld + (r0 + i * g.dh) * row_ld + ow0;
+      const T* wc = w + c * khw + i * g.kw;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const V x0 = vload(row + j * g.dw), x1 = vload(row + j * g.dw + L);
+        for (int o = 0; o < OB; ++o) {
+          const T wv = wc[o * wo_ld + j];
+          acc[o][0] += wv * x0;
+          acc[o][1] += wv * x1;
+        }
+      }
+    }
+  for (int o = 0; o < OB; ++o) store_tile_row(yrow + o * plane + ow0, acc[o][0], acc[o][1], cnt);
+}
+
+template <typename T>
+void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  constexpr int64_t TW = 2 * Simd<T>::L;
+  const int64_t runs = (g.wo + TW - 1) / TW;
+  const int64_t row_ld = runs * TW + (g.kw - 1) * g.dw;  // >= W + pl + pr: every load stays in the slab row
+  const int64_t span = (g.kh - 1) * g.dh + 1;            // input rows one output row reads
+  // output rows per task: the slab within kColBytes, and enough tasks for the threads
+  const int64_t per_row = g.cg * row_ld * g.sh * (int64_t)sizeof(T);
+  int64_t rb = std::max<int64_t>(1, (kColBytes - g.cg * row_ld * span * (int64_t)sizeof(T)) / per_row + 1);
+  const int64_t want = 4 * at::get_num_threads();
+  rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
+  const int64_t rblocks = (g.ho + rb - 1) / rb, plane = g.ho * g.wo;
+  at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slab;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t oh0 = t % rblocks * rb, oh1 = std::min(g.ho, oh0 + rb);
+      const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
+      const int64_t rows = (oh1 - oh0 - 1) * g.sh + span, ih0 = oh0 * g.sh - g.pt, c_ld = rows * row_ld;
+      slab.assign(g.cg * c_ld, T(0));
+      for (int64_t c = 0; c < g.cg; ++c) {
+        const T* xc = x + ((n * g.c + grp * g.cg + c) * g.h) * g.w;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t ih = ih0 + r;
+          if (ih >= 0 && ih < g.h) std::copy(xc + ih * g.w, xc + (ih + 1) * g.w, slab.data() + c * c_ld + r * row_ld + g.pl);
+        }
+      }
+      const T* wg = w + grp * g.og * g.cg * g.kh * g.kw;
+      const T* bg = b ? b + grp * g.og : nullptr;
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        T* yrow = y + ((n * g.o + grp * g.og) * g.ho + oh) * g.wo;
+        const int64_t r0 = (oh - oh0) * g.sh;
+        for (int64_t run = 0; run < runs; ++run) {
+          const int64_t ow0 = run * TW, cnt = std::min(TW, g.wo - ow0);
+          for (int64_t o = 0; o < g.og; o += 8) {
+            const T* wo = wg + o * g.cg * g.kh * g.kw;
+            const T* bo = bg ? bg + o : nullptr;
+            T* yo = yrow + o * plane;
+            switch (std::min<int64_t>(8, g.og - o)) {
+              case 8: rows_run<T, 8>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 7: rows_run<T, 7>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 6: rows_run<T, 6>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 5: rows_run<T, 5>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 4: rows_run<T, 4>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 3: rows_run<T, 3>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              case 2: rows_run<T, 2>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
+              default: rows_run<T, 1>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
-  if (g.og >= 6)
+  if (rows_applies(g))
+    forward_rows<T>(x, w, b, y, g);
+  else if (g.og >= 6)
     forward_tiled<T, 8>(x, w, b, y, g);
   else if (g.og >= 3)
     forward_tiled<T, 4>(x, w, b, y, g);

@@ -123,13 +123,6 @@ ColSplit<T> col_split(const PoolGeom& g) {
   return c;
 }
 
-template <typename T>
-inline typename Simd<T>::V splat(T v) {
-  typename Simd<T>::V r;
-  for (int64_t i = 0; i < Simd<T>::L; ++i) r[i] = v;
-  return r;
-}
-
 // The L inputs p[0], p[S], ..., p[(L-1) S] for S = 1 or 2 (stride 2: two loads, one even-lane shuffle).
 template <typename T, int S>
 inline typename Simd<T>::V tap(const T* p) {

@@ -41,6 +41,13 @@ inline void vstore(T* p, const typename Simd<T>::V& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+template <typename T>
+inline typename Simd<T>::V splat(T v) {
+  typename Simd<T>::V r;
+  for (int64_t i = 0; i < Simd<T>::L; ++i) r[i] = v;
+  return r;
+}
+
 // {0, 1, ..., L-1} * step + base, as lane-sized integers; a compile-time constant when the arguments are.
 template <typename T, std::size_t... K>
 constexpr typename Simd<T>::I lane_ramp_impl(int64_t step, int64_t base, std::index_sequence<K...>) {
