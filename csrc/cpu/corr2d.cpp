@@ -361,50 +361,103 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
 }
 
 // Direct rows: for few output channels per group (Og <= kRowsMaxOg) and column stride 1 (LeNet, single
-// channel, depthwise, tiny images), where packing im2col tiles would cost more than the arithmetic. A task
-// owns a block of output rows of one image and group. It copies the input rows that block reads into a
-// zero-padded slab (cg x rows x Wp: padding becomes zeros, vector loads past a row's end stay inside),
-// then for every 2L-wide run of an output row and every block of OB output channels keeps OB x 2 vector
-// accumulators: per (c, i, j) two unaligned loads from the slab and 2 * OB FMAs with the weight broadcast
-// from memory. No im2col tile, no weight packing; workspace: the slab (<= kColBytes unless one row of
-// the slab is bigger). Summation order per output: bias, then (c, i, j) ascending, whatever the split.
+// channel, depthwise, tiny images), where packing im2col tiles costs more than the arithmetic. A task owns a
+// block of output rows of one image and group and copies the input those rows read into a zero-padded
+// slab (padding becomes zeros; vector loads past the end stay inside). Then, per 2L outputs and block of
+// OB output channels, OB x 2 vector accumulators: per (c, i, j) two unaligned loads and 2 * OB FMAs with
+// the weight broadcast from memory. No im2col tile and no weight packing; workspace: the slab (about
+// kColBytes). Summation order per output: bias, then (c, i, j) ascending, whatever the split.
+//  * row stride 1 ("flat"): kw column-shifted copies, slab[j][c][r][ow] = xpad[ih0 + r][ow + j*dw], with a
+//    row pitch of exactly Wo, so the outputs of consecutive rows are contiguous positions p and tap (c, i, j)
+//    of position p is slab[j][c][p + i*dh*Wo]: every lane is useful however small Wo is;
+//  * other row strides ("rows"): one padded copy per row, vectorised along each output row.
 constexpr int64_t kRowsMaxOg = 16;
 
 inline bool rows_applies(const ConvGeom& g) { return g.og <= kRowsMaxOg && g.sw == 1; }
 
+// y[o][0:cnt] = b[o] + sum over (c, i, j) of w[o][c][i][j] * base[c*sc + i*si + j*sj + (0:cnt)], o < OB.
 template <typename T, int OB>
-inline void rows_run(const T* slab, int64_t row_ld, int64_t c_ld, const T* w, const T* b, T* yrow, int64_t plane,
-                     int64_t ow0, int64_t cnt, const ConvGeom& g, int64_t r0) {
+inline void rows_run(const T* base, int64_t sc, int64_t si, int64_t sj, const T* w, const T* b, T* y, int64_t y_ld,
+                     int64_t cnt, const ConvGeom& g) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
-  const int64_t khw = g.kh * g.kw, wo_ld = g.cg * khw;
+  const int64_t khw = g.kh * g.kw, w_ld = g.cg * khw;
   V acc[OB][2];
   for (int o = 0; o < OB; ++o) acc[o][0] = acc[o][1] = splat<T>(b ? b[o] : T(0));
   for (int64_t c = 0; c < g.cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i) {
-      const T* row = slab + c * c_ld + (r0 + i * g.dh) * row_ld + ow0;
+      const T* row = base + c * sc + i * si;
       const T* wc = w + c * khw + i * g.kw;
       for (int64_t j = 0; j < g.kw; ++j) {
-        const V x0 = vload(row + j * g.dw), x1 = vload(row + j * g.dw + L);
+        const V x0 = vload(row + j * sj), x1 = vload(row + j * sj + L);
         for (int o = 0; o < OB; ++o) {
-          const T wv = wc[o * wo_ld + j];
+          const T wv = wc[o * w_ld + j];
           acc[o][0] += wv * x0;
           acc[o][1] += wv * x1;
         }
       }
     }
-  for (int o = 0; o < OB; ++o) store_tile_row(yrow + o * plane + ow0, acc[o][0], acc[o][1], cnt);
+  for (int o = 0; o < OB; ++o) store_tile_row(y + o * y_ld, acc[o][0], acc[o][1], cnt);
+}
+
+template <typename T>
+inline void rows_channels(const T* base, int64_t sc, int64_t si, int64_t sj, const T* w, const T* b, T* y,
+                          int64_t y_ld, int64_t cnt, const ConvGeom& g) {
+  const int64_t w_ld = g.cg * g.kh * g.kw;
+  for (int64_t o = 0; o < g.og; o += 8) {
+    const T* wo = w + o * w_ld;
+    const T* bo = b ? b + o : nullptr;
+    T* yo = y + o * y_ld;
+    switch (std::min<int64_t>(8, g.og - o)) {
+      case 8: rows_run<T, 8>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 7: rows_run<T, 7>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 6: rows_run<T, 6>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 5: rows_run<T, 5>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 4: rows_run<T, 4>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 3: rows_run<T, 3>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      case 2: rows_run<T, 2>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g); break;
+      default: rows_run<T, 1>(base, sc, si, sj, wo, bo, yo, y_ld, cnt, g);
+    }
+  }
+}
+
+// The flat slab of channels [c0, c1) of one image/group for output rows starting at input row ih0 (row
+// stride 1): out[(j * nc + c - c0) * rows * Wo + r * Wo + ow] = x[c, ih0 + r, ow + j*dw - pl], zero
+// outside the image, followed by 2L zeros of slack.
+template <typename T>
+void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int64_t ih0, int64_t rows, T* out) {
+  const int64_t nc = c1 - c0, cs = rows * g.wo;
+  for (int64_t j = 0; j < g.kw; ++j) {
+    const int64_t shift = j * g.dw - g.pl;  // input column of output column 0
+    const int64_t lo = std::min(g.wo, std::max<int64_t>(0, -shift)), hi = std::max(lo, std::min(g.wo, g.w - shift));
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t r = 0; r < rows; ++r) {
+        T* dst = out + ((j * nc + c - c0) * rows + r) * g.wo;
+        const int64_t ih = ih0 + r;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(dst, dst + g.wo, T(0));
+          continue;
+        }
+        const T* src = xg + (c * g.h + ih) * g.w + shift;
+        std::fill(dst, dst + lo, T(0));
+        std::copy(src + lo, src + hi, dst + lo);
+        std::fill(dst + hi, dst + g.wo, T(0));
+      }
+  }
+  std::fill(out + g.kw * nc * cs, out + g.kw * nc * cs + 2 * Simd<T>::L, T(0));
 }
 
 template <typename T>
 void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   constexpr int64_t TW = 2 * Simd<T>::L;
+  const bool flat = g.sh == 1;
   const int64_t runs = (g.wo + TW - 1) / TW;
-  const int64_t row_ld = runs * TW + (g.kw - 1) * g.dw;  // >= W + pl + pr: every load stays in the slab row
-  const int64_t span = (g.kh - 1) * g.dh + 1;            // input rows one output row reads
-  // output rows per task: the slab within kColBytes, and enough tasks for the threads
-  const int64_t per_row = g.cg * row_ld * g.sh * (int64_t)sizeof(T);
-  int64_t rb = std::max<int64_t>(1, (kColBytes - g.cg * row_ld * span * (int64_t)sizeof(T)) / per_row + 1);
+  const int64_t row_ld = flat ? g.wo : runs * TW + (g.kw - 1) * g.dw;  // "rows": >= W + pl + pr
+  const int64_t copies = flat ? g.kw : 1;
+  const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
+  // output rows per task: the slab within about kColBytes, and enough tasks for the threads
+  const int64_t row_bytes = copies * g.cg * row_ld * (int64_t)sizeof(T);
+  int64_t rb = std::max<int64_t>(1, (kColBytes / row_bytes - span) / g.sh + 1);
   const int64_t want = 4 * at::get_num_threads();
   rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
   const int64_t rblocks = (g.ho + rb - 1) / rb, plane = g.ho * g.wo;
@@ -414,37 +467,30 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
       const int64_t oh0 = t % rblocks * rb, oh1 = std::min(g.ho, oh0 + rb);
       const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
       const int64_t rows = (oh1 - oh0 - 1) * g.sh + span, ih0 = oh0 * g.sh - g.pt, c_ld = rows * row_ld;
-      slab.assign(g.cg * c_ld, T(0));
-      for (int64_t c = 0; c < g.cg; ++c) {
-        const T* xc = x + ((n * g.c + grp * g.cg + c) * g.h) * g.w;
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t ih = ih0 + r;
-          if (ih >= 0 && ih < g.h) std::copy(xc + ih * g.w, xc + (ih + 1) * g.w, slab.data() + c * c_ld + r * row_ld + g.pl);
-        }
-      }
+      const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
       const T* wg = w + grp * g.og * g.cg * g.kh * g.kw;
       const T* bg = b ? b + grp * g.og : nullptr;
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        T* yrow = y + ((n * g.o + grp * g.og) * g.ho + oh) * g.wo;
-        const int64_t r0 = (oh - oh0) * g.sh;
-        for (int64_t run = 0; run < runs; ++run) {
-          const int64_t ow0 = run * TW, cnt = std::min(TW, g.wo - ow0);
-          for (int64_t o = 0; o < g.og; o += 8) {
-            const T* wo = wg + o * g.cg * g.kh * g.kw;
-            const T* bo = bg ? bg + o : nullptr;
-            T* yo = yrow + o * plane;
-            switch (std::min<int64_t>(8, g.og - o)) {
-              case 8: rows_run<T, 8>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 7: rows_run<T, 7>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 6: rows_run<T, 6>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 5: rows_run<T, 5>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 4: rows_run<T, 4>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 3: rows_run<T, 3>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              case 2: rows_run<T, 2>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0); break;
-              default: rows_run<T, 1>(slab.data(), row_ld, c_ld, wo, bo, yo, plane, ow0, cnt, g, r0);
-            }
+      T* yg = y + (n * g.o + grp * g.og) * plane;
+      if (flat) {
+        slab.resize(copies * g.cg * c_ld + TW);
+        build_flat_slab(xg, g, 0, g.cg, ih0, rows, slab.data());
+        const int64_t np = (oh1 - oh0) * g.wo;
+        for (int64_t p = 0; p < np; p += TW)
+          rows_channels(slab.data() + p, c_ld, g.dh * g.wo, g.cg * c_ld, wg, bg, yg + oh0 * g.wo + p, plane,
+                        std::min(TW, np - p), g);
+      } else {
+        slab.assign(g.cg * c_ld, T(0));
+        for (int64_t c = 0; c < g.cg; ++c)
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t ih = ih0 + r;
+            if (ih >= 0 && ih < g.h)
+              std::copy(xg + (c * g.h + ih) * g.w, xg + (c * g.h + ih + 1) * g.w,
+                        slab.data() + c * c_ld + r * row_ld + g.pl);
           }
-        }
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          for (int64_t ow0 = 0; ow0 < g.wo; ow0 += TW)
+            rows_channels(slab.data() + (oh - oh0) * g.sh * row_ld + ow0, c_ld, g.dh * row_ld, g.dw, wg, bg,
+                          yg + oh * g.wo + ow0, plane, std::min(TW, g.wo - ow0), g);
       }
     }
   });
@@ -608,18 +654,22 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 // Workspace per task: the column tile and the dY chunk (<= kColBytes each) and Og x nk x L accumulators.
 constexpr int64_t kLanesMaxOg = 16;
 
-template <typename T, int OB, int KB>
-inline void lanes_block(const T* cols, int64_t nk, int64_t kk, const T* gyc, int64_t ld, int64_t ntiles,
+// OB x KB accumulators over ntiles tiles of TW positions: acc[a][k] += dY row a * column row k, where row k
+// of the columns starts at xrow(k) and advances by xts per tile, and dY row a at gyc + a * ld.
+template <typename T, int OB, int KB, typename XRow>
+inline void lanes_block(const XRow& xrow, int64_t xts, int64_t kk, const T* gyc, int64_t ld, int64_t ntiles,
                         typename Simd<T>::V* acc_o, int64_t acc_ld) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L, TW = 2 * L;
   V acc[OB][KB];
+  const T* xr[KB];
+  for (int b = 0; b < KB; ++b) xr[b] = xrow(kk + b);
   for (int a = 0; a < OB; ++a)
     for (int b = 0; b < KB; ++b) acc[a][b] = acc_o[a * acc_ld + kk + b];
   for (int64_t t = 0; t < ntiles; ++t)
     for (int64_t h = 0; h < TW; h += L) {
       V c[KB];
-      for (int b = 0; b < KB; ++b) c[b] = vload(cols + (t * nk + kk + b) * TW + h);
+      for (int b = 0; b < KB; ++b) c[b] = vload(xr[b] + t * xts + h);
       for (int a = 0; a < OB; ++a) {
         const V gv = vload(gyc + a * ld + t * TW + h);
         for (int b = 0; b < KB; ++b) acc[a][b] += gv * c[b];
@@ -629,23 +679,117 @@ inline void lanes_block(const T* cols, int64_t nk, int64_t kk, const T* gyc, int
     for (int b = 0; b < KB; ++b) acc_o[a * acc_ld + kk + b] = acc[a][b];
 }
 
-template <typename T, int OB>
-inline void lanes_rows(const T* cols, int64_t nk, const T* gyc, int64_t ld, int64_t ntiles,
+template <typename T, int OB, typename XRow>
+inline void lanes_rows(const XRow& xrow, int64_t xts, int64_t nk, const T* gyc, int64_t ld, int64_t ntiles,
                        typename Simd<T>::V* acc_o, int64_t acc_ld) {
   int64_t kk = 0;
-  for (; kk + 4 <= nk; kk += 4) lanes_block<T, OB, 4>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld);
+  for (; kk + 4 <= nk; kk += 4) lanes_block<T, OB, 4>(xrow, xts, kk, gyc, ld, ntiles, acc_o, acc_ld);
   switch (nk - kk) {
-    case 3: lanes_block<T, OB, 3>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
-    case 2: lanes_block<T, OB, 2>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
-    case 1: lanes_block<T, OB, 1>(cols, nk, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    case 3: lanes_block<T, OB, 3>(xrow, xts, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    case 2: lanes_block<T, OB, 2>(xrow, xts, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
+    case 1: lanes_block<T, OB, 1>(xrow, xts, kk, gyc, ld, ntiles, acc_o, acc_ld); break;
     default: break;
+  }
+}
+
+// All Og channels of one chunk: gyc holds Og rows of npad positions (zero past the last one).
+template <typename T, typename XRow>
+inline void lanes_chunk(const XRow& xrow, int64_t xts, int64_t nk, const T* gyc, int64_t npad, int64_t og,
+                        typename Simd<T>::V* acc, int64_t acc_ld) {
+  const int64_t ntiles = npad / (2 * Simd<T>::L);
+  for (int64_t o = 0; o < og; o += 4) {
+    const T* go = gyc + o * npad;
+    typename Simd<T>::V* ao = acc + o * acc_ld;
+    switch (std::min<int64_t>(4, og - o)) {
+      case 4: lanes_rows<T, 4>(xrow, xts, nk, go, npad, ntiles, ao, acc_ld); break;
+      case 3: lanes_rows<T, 3>(xrow, xts, nk, go, npad, ntiles, ao, acc_ld); break;
+      case 2: lanes_rows<T, 2>(xrow, xts, nk, go, npad, ntiles, ao, acc_ld); break;
+      default: lanes_rows<T, 1>(xrow, xts, nk, go, npad, ntiles, ao, acc_ld);
+    }
+  }
+}
+
+// dY positions [p0, p0 + np) of the group's Og channels of image n, zero-padded to npad.
+template <typename T>
+inline void copy_gy_chunk(const T* gy, const ConvGeom& g, int64_t n, int64_t grp, int64_t p0, int64_t np,
+                          int64_t npad, T* gyc) {
+  const int64_t hw = g.ho * g.wo;
+  for (int64_t o = 0; o < g.og; ++o) {
+    const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
+    std::copy(src, src + np, gyc + o * npad);
+    std::fill(gyc + o * npad + np, gyc + (o + 1) * npad, T(0));
+  }
+}
+
+template <typename T>
+void write_lanes(const std::vector<typename Simd<T>::V>& acc, int64_t acc_ld, int64_t og, int64_t k0, int64_t k1,
+                 int64_t grp, int64_t K, T* gw) {
+  for (int64_t o = 0; o < og; ++o)
+    for (int64_t k = k0; k < k1; ++k) {
+      const typename Simd<T>::V& a = acc[o * acc_ld + (k - k0)];
+      T s = 0;
+      for (int64_t l = 0; l < Simd<T>::L; ++l) s += a[l];
+      gw[(grp * og + o) * K + k] = s;
+    }
+}
+
+// grad_weight with stride 1 from the forward's flat slabs instead of packed columns: row k = (c, i, j) of
+// the columns at position p is slab[j][c][p + i*dh*Wo]. A task owns channels [c0, c1) of one group and one
+// of kFlatImageBlocks fixed blocks of images; the blocks' sums are added in block order at the end, so the
+// result does not depend on the thread count (the channel split does not change any summation order).
+constexpr int64_t kFlatImageBlocks = 4;
+
+template <typename T>
+void grad_weight_flat(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t TW = 2 * Simd<T>::L;
+  const int64_t K = g.cg * g.kh * g.kw, khw = g.kh * g.kw, span = (g.kh - 1) * g.dh + 1;
+  const int64_t nblocks = std::max<int64_t>(1, std::min<int64_t>(g.n, kFlatImageBlocks));
+  const int64_t nper = (g.n + nblocks - 1) / nblocks;
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t split = std::max<int64_t>(1, (want + g.groups * nblocks - 1) / (g.groups * nblocks));
+  const int64_t cb = (g.cg + split - 1) / split, cblocks = (g.cg + cb - 1) / cb;
+  const int64_t rb =
+      std::max<int64_t>(1, std::min(g.ho, kColBytes / ((int64_t)sizeof(T) * g.kw * cb * g.wo) - span + 1));
+  std::vector<T> part(nblocks * g.o * K);  // per image block: gw's layout
+  at::parallel_for(0, g.groups * cblocks * nblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slab, gyc;
+    std::vector<V> acc;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t nb = t % nblocks, cbi = (t / nblocks) % cblocks, grp = t / (nblocks * cblocks);
+      const int64_t c0 = cbi * cb, c1 = std::min(g.cg, c0 + cb), nc = c1 - c0, nk = nc * khw;
+      acc.assign(g.og * nk, V{});
+      for (int64_t n = nb * nper; n < std::min(g.n, (nb + 1) * nper); ++n) {
+        const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+        for (int64_t oh0 = 0; oh0 < g.ho; oh0 += rb) {
+          const int64_t oh1 = std::min(g.ho, oh0 + rb), rows = oh1 - oh0 - 1 + span, c_ld = rows * g.wo;
+          const int64_t np = (oh1 - oh0) * g.wo, npad = (np + TW - 1) / TW * TW;
+          slab.resize(g.kw * nc * c_ld + TW);
+          build_flat_slab(xg, g, c0, c1, oh0 - g.pt, rows, slab.data());
+          gyc.resize(g.og * npad);
+          copy_gy_chunk(gy, g, n, grp, oh0 * g.wo, np, npad, gyc.data());
+          const T* sl = slab.data();
+          auto xrow = [&](int64_t k) {  // k = (c - c0, i, j)
+            const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
+            return sl + (j * nc + c) * c_ld + i * g.dh * g.wo;
+          };
+          lanes_chunk<T>(xrow, TW, nk, gyc.data(), npad, g.og, acc.data(), nk);
+        }
+      }
+      write_lanes<T>(acc, nk, g.og, c0 * khw, c1 * khw, grp, K, part.data() + nb * g.o * K);
+    }
+  });
+  for (int64_t e = 0; e < g.o * K; ++e) {
+    T s = part[e];
+    for (int64_t nb = 1; nb < nblocks; ++nb) s += part[nb * g.o * K + e];
+    gw[e] = s;
   }
 }
 
 template <typename T>
 void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   using V = typename Simd<T>::V;
-  constexpr int64_t L = Simd<T>::L, TW = 2 * L;
+  constexpr int64_t TW = 2 * Simd<T>::L;
   const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo;
   const std::vector<Tap> taps = column_taps(g);
   const int64_t want = 2 * at::get_num_threads();
@@ -663,34 +807,42 @@ void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
       for (int64_t n = 0; n < g.n; ++n) {
         const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
         for (int64_t p0 = 0; p0 < hw; p0 += P) {
-          const int64_t np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
+          const int64_t np = std::min(P, hw - p0), npad = (np + TW - 1) / TW * TW;
           pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols.data());
-          for (int64_t o = 0; o < g.og; ++o) {
-            const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
-            std::copy(src, src + np, gyc.data() + o * npad);
-            std::fill(gyc.data() + o * npad + np, gyc.data() + (o + 1) * npad, T(0));
-          }
-          for (int64_t o = 0; o < g.og; o += 4) {
-            const T* go = gyc.data() + o * npad;
-            V* ao = acc.data() + o * kc;
-            switch (std::min<int64_t>(4, g.og - o)) {
-              case 4: lanes_rows<T, 4>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
-              case 3: lanes_rows<T, 3>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
-              case 2: lanes_rows<T, 2>(cols.data(), nk, go, npad, ntiles, ao, kc); break;
-              default: lanes_rows<T, 1>(cols.data(), nk, go, npad, ntiles, ao, kc);
-            }
-          }
+          copy_gy_chunk(gy, g, n, grp, p0, np, npad, gyc.data());
+          const T* cl = cols.data();
+          auto xrow = [&](int64_t k) { return cl + k * TW; };  // tile-major: row k of tile t at (t*nk + k)*TW
+          lanes_chunk<T>(xrow, nk * TW, nk, gyc.data(), npad, g.og, acc.data(), kc);
         }
       }
-      for (int64_t o = 0; o < g.og; ++o)
-        for (int64_t k = k0; k < k1; ++k) {
-          const V& a = acc[o * kc + (k - k0)];
-          T s = 0;
-          for (int64_t l = 0; l < L; ++l) s += a[l];
-          gw[(grp * g.og + o) * K + k] = s;
-        }
+      write_lanes<T>(acc, kc, g.og, k0, k1, grp, K, gw);
     }
   });
+}
+
+// grad_input through the rows forward, for stride 1 and at most kRowsMaxOg input channels per group: gx is
+// the correlation of dY, zero-padded by d*(k-1) - p, with the weights flipped in both axes and transposed
+// (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab.
+inline bool transposed_rows_applies(const ConvGeom& g) {
+  return g.sh == 1 && g.sw == 1 && g.cg <= kRowsMaxOg && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
+         g.pl <= g.dw * (g.kw - 1) && g.pr <= g.dw * (g.kw - 1);
+}
+
+template <typename T>
+void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+  ConvGeom t = g;
+  t.c = g.o; t.h = g.ho; t.w = g.wo; t.o = g.c; t.cg = g.og; t.og = g.cg;
+  t.pt = g.dh * (g.kh - 1) - g.pt; t.pb = g.dh * (g.kh - 1) - g.pb;
+  t.pl = g.dw * (g.kw - 1) - g.pl; t.pr = g.dw * (g.kw - 1) - g.pr;
+  t.ho = g.h; t.wo = g.w;
+  const int64_t khw = g.kh * g.kw;
+  std::vector<T> wt(g.o * g.cg * khw);
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t o = 0; o < g.og; ++o)
+      for (int64_t c = 0; c < g.cg; ++c)
+        for (int64_t q = 0; q < khw; ++q)
+          wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
+  forward_rows<T>(gy, wt.data(), nullptr, gx, t);
 }
 
 // Pointwise (1x1, stride 1, no padding) gradients are plain matrix products per image:
@@ -796,10 +948,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   }
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    if (do_gx && !is_pointwise(g))
-      grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    if (do_gx && !is_pointwise(g)) {
+      if (transposed_rows_applies(g))
+        grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+      else
+        grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    }
     if (do_gw && !is_pointwise(g)) {
-      if (g.og <= kLanesMaxOg)
+      if (g.og <= kLanesMaxOg && g.sh == 1 && g.sw == 1)
+        grad_weight_flat<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
+      else if (g.og <= kLanesMaxOg)
         grad_weight_lanes<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
       else
         grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
