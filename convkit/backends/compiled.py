@@ -1,10 +1,11 @@
 """convkit._C: C++ (CPU) and CUDA kernels registered as torch ops, and their fake kernels and autograd.
 
 Ops (schemas in csrc/ops.cpp): convkit::corr2d, convkit::corr2d_backward, convkit::pool2d,
-convkit::pool2d_backward. The CPU kernels (csrc/cpu/) are direct loops: no im2col buffer, each thread owns
-whole output rows / planes, a fixed reduction order (identical results for any thread count).
-Memory: the output, plus a row of accumulators per thread; float16/bfloat16 inputs are computed in float32
-(one converted copy). Autograd: corr2d's backward is the op corr2d_backward, whose own backward is written
+convkit::pool2d_backward. The CPU kernels (csrc/cpu/, the algorithm per shape is listed at the top of
+corr2d.cpp) use no im2col-sized buffer; every task owns disjoint output and reductions run in a fixed
+order (identical results for any thread count). Memory: the output plus per-task tiles of about 256 KiB;
+float16/bfloat16 inputs are computed in float32 (one converted copy). Eager calls that need no gradient
+skip this layer: convkit.functional calls convkit._C.corr2d_infer / pool2d_infer directly. Autograd: corr2d's backward is the op corr2d_backward, whose own backward is written
 in corr2d / corr2d_backward again, so gradients of any order work, and torch.compile sees real ops.
 If the extension is missing or fails to import, `import convkit` still works and choosing
 backend="compiled" raises an error quoting why.

@@ -1,10 +1,18 @@
-// CPU kernels for convkit::corr2d and convkit::corr2d_backward: implicit GEMM over small per-thread
-// column tiles, no im2col-sized buffer. Every kernel owns disjoint parts of its output (no atomics, no
-// shared accumulators) and reduces each element in an order that does not depend on how the work is
-// split, so results are bitwise identical for any torch.set_num_threads.
-// Workspace per call (no im2col-sized buffer): forward, per-thread column tiles of at most kColBytes or one
-// shared block of kSharedColBytes; grad_input, one packed copy of W^T plus per-thread tiles; grad_weight,
-// per-task column and accumulator tiles of at most kColBytes each.
+// CPU kernels for convkit::corr2d and convkit::corr2d_backward, no im2col-sized buffer. Every kernel owns
+// disjoint parts of its output (no atomics, no shared accumulators) and reduces each element in an order
+// that does not depend on how the work is split, so results are bitwise identical for any
+// torch.set_num_threads. The algorithm is chosen per shape:
+//   forward      <= 16 output channels per group and column stride 1: direct rows (forward_rows);
+//                else implicit GEMM over packed column tiles (forward_tiled)
+//   grad_input   stride 1 and <= 16 input channels per group: the rows forward of the flipped, transposed
+//                weights (grad_input_rows); 1x1 stride 1: per-image BLAS; else W^T dY + col2im (grad_input_tiled)
+//   grad_weight  <= 16 output channels per group: positions as vector lanes, from flat slabs for stride 1
+//                (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1: per-image BLAS;
+//                else a tiled GEMM over positions (grad_weight_tiled)
+// Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
+// of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W) plus per-task tiles;
+// grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
+// of grad_weight, one per fixed block of images).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
