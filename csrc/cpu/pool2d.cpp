@@ -405,6 +405,21 @@ void nhwc_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
         } else {
           const AvgWindow a = avg_window(g, oh, ow);
           const T div = static_cast<T>(a.div);
+          if (g.kh * g.kw > 16) {
+            // large windows (global pooling): sum whole C-runs into the output row, tap by tap, so that the
+            // reads stream through memory instead of hopping W*C elements per tap for every channel block
+            std::fill(yo, yo + C, T(0));
+            for (int64_t ih = a.h0; ih < a.h1; ++ih)
+              for (int64_t iw = a.w0; iw < a.w1; ++iw) {
+                const T* xt = xn + (ih * g.w + iw) * C;
+                int64_t k = 0;
+                for (; k + L <= C; k += L) vstore(yo + k, vload(yo + k) + vload(xt + k));
+                for (; k < C; ++k) yo[k] += xt[k];
+              }
+            for (; c + L <= C; c += L) vstore(yo + c, vload(yo + c) / splat<T>(div));
+            for (; c < C; ++c) yo[c] /= div;
+            continue;
+          }
           for (; c + L <= C; c += L) {
             V s = splat<T>(0);
             for (int64_t ih = a.h0; ih < a.h1; ++ih)
@@ -472,12 +487,18 @@ void nhwc_avg_backward(const T* gy, T* gx, const PoolGeom& g) {
 template <typename T>
 void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
   if (!g.is_max) return nhwc_avg_backward(gy, gx, g);
-  const int64_t C = g.c, plane = g.h * g.w, blocks = (C + kNhwcBlock - 1) / kNhwcBlock;
-  parallel_tasks(g.n * blocks, (plane + g.ho * g.wo) * std::min(C, kNhwcBlock), [&](int64_t b, int64_t e) {
+  // Tasks own whole images (one contiguous zero fill) when there are enough images to go round, else
+  // blocks of kNhwcBlock channels; each element's sum runs in output order either way.
+  const int64_t C = g.c, plane = g.h * g.w;
+  const int64_t cblock = g.n >= 2 * at::get_num_threads() ? C : kNhwcBlock, blocks = (C + cblock - 1) / cblock;
+  parallel_tasks(g.n * blocks, (plane + g.ho * g.wo) * std::min(C, cblock), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const int64_t n = t / blocks, c0 = t % blocks * kNhwcBlock, c1 = std::min(C, c0 + kNhwcBlock);
+      const int64_t n = t / blocks, c0 = t % blocks * cblock, c1 = std::min(C, c0 + cblock);
       T* gn = gx + n * plane * C;
-      for (int64_t q = 0; q < plane; ++q) std::fill(gn + q * C + c0, gn + q * C + c1, T(0));
+      if (c0 == 0 && c1 == C)
+        std::fill(gn, gn + plane * C, T(0));
+      else
+        for (int64_t q = 0; q < plane; ++q) std::fill(gn + q * C + c0, gn + q * C + c1, T(0));
       for (int64_t o = n * g.ho * g.wo * C; o < (n + 1) * g.ho * g.wo * C; o += C)
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t i = idx[o + c];
