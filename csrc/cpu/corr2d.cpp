@@ -12,7 +12,7 @@
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
 // of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
-// of grad_weight, one per fixed block of images).
+// of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -50,7 +50,8 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
 }
 
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
-constexpr int64_t kSharedColBytes = 1 << 20;  // column block packed by all threads together (shared schedule)
+constexpr int64_t kSharedColBytes = 1 << 20;
+constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
 constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
@@ -607,8 +608,27 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   kc = std::max<int64_t>(RB, std::min(kc, (kColBytes / ((int64_t)sizeof(T) * std::max(og_pad, P))) / RB * RB));
   const int64_t kblocks = (K + kc - 1) / kc;
   const int64_t osplit = split_k ? 1 : std::min(otiles, split), ot_per = (otiles + osplit - 1) / osplit;
+  // dY transposed into [otile][p][TW] panels once for every task (the same values a task would pack for
+  // itself), when that copy is small: otherwise every k-block task re-packs all of dY (kblocks times).
+  const int64_t panel = P * TW, per_chunk = otiles * panel;
+  const bool shared_gy = split_k && kblocks > 1 && g.n * g.groups * chunks * per_chunk * (int64_t)sizeof(T) <= kSharedGyBytes;
+  std::vector<T> gys(shared_gy ? g.n * g.groups * chunks * per_chunk : 0);
+  auto pack_gy = [&](int64_t n, int64_t grp, int64_t ch, int64_t ot0, int64_t ot1, T* dst_chunk) {
+    const int64_t p0 = ch * P, np = std::min(P, hw - p0);
+    std::fill(dst_chunk + ot0 * panel, dst_chunk + ot1 * panel, T(0));
+    for (int64_t o = ot0 * TW; o < std::min(g.og, ot1 * TW); ++o) {
+      const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
+      T* dst = dst_chunk + (o / TW) * panel + o % TW;
+      for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
+    }
+  };
+  if (shared_gy)
+    at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        pack_gy(i / (g.groups * chunks), (i / chunks) % g.groups, i % chunks, 0, otiles, gys.data() + i * per_chunk);
+    });
   at::parallel_for(0, g.groups * kblocks * osplit, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> cols(kc * P), colst(kc * P), gyt(og_pad * P), acc_buf(kc * og_pad);
+    std::vector<T> cols(kc * P), colst(kc * P), gyt(shared_gy ? 0 : per_chunk), acc_buf(kc * og_pad);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t os = t % osplit, kb = (t / osplit) % kblocks, grp = t / (osplit * kblocks);
       const int64_t k0 = kb * kc, k1 = std::min(K, k0 + kc), nk = k1 - k0, kpanels = (nk + RB - 1) / RB;
@@ -623,12 +643,8 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
           for (int64_t kk = 0; kk < kpanels * RB; ++kk)  // rows past nk: zero (the layout moves with npad)
             for (int64_t q = 0; q < npad; ++q)
               colst[((kk / RB) * npad + q) * RB + kk % RB] = kk < nk ? cols[((q / TW) * nk + kk) * TW + q % TW] : T(0);
-          std::fill(gyt.begin() + ot0 * npad * TW, gyt.begin() + ot1 * npad * TW, T(0));
-          for (int64_t o = o_begin; o < o_end; ++o) {
-            const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
-            T* dst = gyt.data() + (o / TW) * npad * TW + o % TW;
-            for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
-          }
+          const T* gyc = shared_gy ? gys.data() + ((n * g.groups + grp) * chunks + ch) * per_chunk : gyt.data();
+          if (!shared_gy) pack_gy(n, grp, ch, ot0, ot1, gyt.data());
           for (int64_t kp = 0; kp < kpanels; ++kp)
             for (int64_t ot = ot0; ot < ot1; ++ot) {
               V acc[RB][2];
@@ -637,7 +653,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
                 acc[r][0] = vload(c + r * og_pad);
                 acc[r][1] = vload(c + r * og_pad + L);
               }
-              gemm_tile<T, RB>(colst.data() + kp * npad * RB, gyt.data() + ot * npad * TW, npad, acc);
+              gemm_tile<T, RB>(colst.data() + kp * npad * RB, gyc + ot * panel, npad, acc);
               for (int r = 0; r < RB; ++r) {
                 vstore(c + r * og_pad, acc[r][0]);
                 vstore(c + r * og_pad + L, acc[r][1]);
