@@ -661,8 +661,13 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
             }
         }
       }
-      for (int64_t o = o_begin; o < o_end; ++o)
-        for (int64_t k = k0; k < k1; ++k) gw[(grp * g.og + o) * K + k] = acc_buf[(k - k0) * og_pad + o];
+      // acc_buf[k][o] -> gw[o][k] in 16 x 16 blocks, so that both sides stay in L1 (a plain loop reads
+      // acc_buf with a stride of og_pad per element: 19 % of grad_weight's time on R9 at N=1)
+      for (int64_t ob = o_begin; ob < o_end; ob += 16)
+        for (int64_t kb = k0; kb < k1; kb += 16)
+          for (int64_t o = ob; o < std::min(o_end, ob + 16); ++o)
+            for (int64_t k = kb; k < std::min(k1, kb + 16); ++k)
+              gw[(grp * g.og + o) * K + k] = acc_buf[(k - k0) * og_pad + o];
     }
   });
 }
