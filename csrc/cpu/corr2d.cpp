@@ -10,7 +10,8 @@
 //                (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1: per-image BLAS;
 //                else a tiled GEMM over positions (grad_weight_tiled)
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
-// of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W) plus per-task tiles;
+// of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
+// thread, see call_workspace) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 #include <ATen/ATen.h>
@@ -178,11 +179,21 @@ inline void gemm_tile_rows(const T* const (&a)[RB], int64_t k0, const T* __restr
 // W^T as panels of RB rows for grad_input: out[grp][rblock][o][RB] = W[grp*Og + o, rblock*RB + r] (rows = k of
 // one group, reduction index = the group's output channel o), zeros past the last k. Runs on every call
 // (weights change every step): contiguous writes, parallel over panels, no memset.
+// A grow-only buffer per calling thread and slot, kept between calls: a fresh allocation of a few MB is
+// page-faulted in again on every call (glibc returns it to the OS), which cost ~10 % of grad_input on R9.
+// Only the thread that enters the op uses it (before or after the parallel region, never inside).
+template <typename T>
+T* call_workspace(int slot, int64_t n) {
+  static thread_local std::vector<T> buffers[2];
+  std::vector<T>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
+  return b.data();
+}
+
 template <typename T, int RB>
-std::unique_ptr<T[]> pack_wt_panels(const T* w, const ConvGeom& g) {
+T* pack_wt_panels(const T* w, const ConvGeom& g) {
   const int64_t K = g.cg * g.kh * g.kw, nrb = (K + RB - 1) / RB;
-  std::unique_ptr<T[]> out(new T[g.groups * nrb * g.og * RB]);
-  T* o = out.get();
+  T* o = call_workspace<T>(0, g.groups * nrb * g.og * RB);
   at::parallel_for(0, g.groups * nrb, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.og * RB, 1)),
                    [&](int64_t begin, int64_t end) {
     for (int64_t pb = begin; pb < end; ++pb) {
@@ -195,7 +206,7 @@ std::unique_ptr<T[]> pack_wt_panels(const T* w, const ConvGeom& g) {
       }
     }
   });
-  return out;
+  return o;
 }
 
 // Stores (or, with cnt < TW, partially stores) the two vectors of a tile row.
@@ -530,7 +541,7 @@ void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
   constexpr int64_t TW = 2 * Simd<T>::L;
   const int64_t K = g.cg * g.kh * g.kw, khw = g.kh * g.kw, hw = g.ho * g.wo;
   // W^T panels: rows = k of a group, reduction index = the group's output channel o.
-  const std::unique_ptr<T[]> wtpk = pack_wt_panels<T, RB>(w, g);
+  const T* wtpk = pack_wt_panels<T, RB>(w, g);
   const int64_t nrb_total = (K + RB - 1) / RB;
   const std::vector<Tap> taps = column_taps(g);
   const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 4) * TW;
@@ -560,7 +571,7 @@ void grad_input_tiled(const T* gy, const T* w, T* gx, const ConvGeom& g) {
           }
         }
         for (int64_t rb = k0 / RB; rb * RB < k1; ++rb) {  // W^T panels by absolute k; keep rows in [k0, k1)
-          const T* panel = wtpk.get() + (grp * nrb_total + rb) * g.og * RB;
+          const T* panel = wtpk + (grp * nrb_total + rb) * g.og * RB;
           for (int64_t tile = 0; tile < ntiles; ++tile) {
             V acc[RB][2];
             for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = V{};
@@ -865,13 +876,13 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
   t.pl = g.dw * (g.kw - 1) - g.pl; t.pr = g.dw * (g.kw - 1) - g.pr;
   t.ho = g.h; t.wo = g.w;
   const int64_t khw = g.kh * g.kw;
-  std::vector<T> wt(g.o * g.cg * khw);
+  T* wt = call_workspace<T>(1, g.o * g.cg * khw);
   for (int64_t grp = 0; grp < g.groups; ++grp)
     for (int64_t o = 0; o < g.og; ++o)
       for (int64_t c = 0; c < g.cg; ++c)
         for (int64_t q = 0; q < khw; ++q)
           wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
-  forward_rows<T>(gy, wt.data(), nullptr, gx, t);
+  forward_rows<T>(gy, wt, nullptr, gx, t);
 }
 
 // Pointwise (1x1, stride 1, no padding) gradients are plain matrix products per image:
