@@ -184,7 +184,7 @@ inline void gemm_tile_rows(const T* const (&a)[RB], int64_t k0, const T* __restr
 // Only the thread that enters the op uses it (before or after the parallel region, never inside).
 template <typename T>
 T* call_workspace(int slot, int64_t n) {
-  static thread_local std::vector<T> buffers[2];
+  static thread_local std::vector<T> buffers[3];
   std::vector<T>& b = buffers[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(n);
   return b.data();
@@ -336,19 +336,19 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
     // few fork/join pairs per call (each costs microseconds); many tiles: kc rows, more tiles per pass.
     const int64_t super = std::max<int64_t>(1, kSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
     const int64_t kcs = std::min(K, std::max(kc, kSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
-    std::unique_ptr<T[]> cols(new T[kcs * std::min(super, tiles_all) * TW]);
+    T* const cols = call_workspace<T>(2, kcs * std::min(super, tiles_all) * TW);  // kept between calls
     for (int64_t grp = 0; grp < g.groups; ++grp)
       for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
         const int64_t nt = std::min(super, tiles_all - t0), q0 = t0 * TW, np = std::min(nt * TW, total - q0);
         for (int64_t k0 = 0; k0 < K; k0 += kcs) {
           const int64_t nk = std::min(K, k0 + kcs) - k0;
           at::parallel_for(0, nk, 8, [&](int64_t kb, int64_t ke) {
-            pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0 + kb, k0 + ke, cols.get(), nk, k0);
+            pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0 + kb, k0 + ke, cols, nk, k0);
           });
           at::parallel_for(0, nob, 1, [&](int64_t ob_begin, int64_t ob_end) {
             for (int64_t tile = 0; tile < nt; ++tile)
               for (int64_t ob = ob_begin; ob < ob_end; ++ob)
-                forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols.get() + tile * nk * TW,
+                forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols + tile * nk * TW,
                                      q0 + tile * TW, std::min(TW, np - tile * TW));
           });
         }
