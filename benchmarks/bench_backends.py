@@ -4,8 +4,9 @@
     python benchmarks/bench_backends.py --shapes R3,R9 --n 8 --direction fwdbwd --json out.json
 
 For each shape the backends are timed in one process, interleaved: `--rounds` rounds, each timing every
-backend once with torch.utils.benchmark (blocked_autorange, warm-up included); the reported time is the
-median over rounds, so a slow period of the machine hits every backend alike. fp32, NCHW contiguous.
+backend once with torch.utils.benchmark (blocked_autorange, after a warm-up call; convkit/_bench_measure.py's
+time_interleaved, as `python -m convkit bench`); the reported time is the median over rounds, so a slow
+period of the machine hits every backend alike. fp32, NCHW contiguous.
 forward+backward = one forward and the gradients of input, weight and bias (input only for pooling).
 """
 from __future__ import annotations
@@ -16,24 +17,12 @@ import platform
 import statistics
 
 import torch
-from torch.utils import benchmark
 
 import convkit
+from convkit._bench_measure import case_calls, time_interleaved
 from convkit.bench import SHAPES, SHAPES_BY_ID
 
 FWD_BWD_UNFOLD_LIMIT_GFLOP = 40.0  # skip unfold where one call would take seconds
-
-
-def make_call(shape, backend, direction, args):
-    f = shape.call(backend)
-    if direction == "fwd":
-        return lambda: f(*args)
-    inputs = [a for a in args if a.requires_grad]
-
-    def fwdbwd():
-        y = f(*args)
-        return torch.autograd.grad(y, inputs, torch.ones_like(y))
-    return fwdbwd
 
 
 def main(argv=None):
@@ -58,21 +47,10 @@ def main(argv=None):
         for n in map(int, a.n.split(",")):
             shape = SHAPES_BY_ID[sid].with_n(n)
             for direction in a.direction.split(","):
-                args = shape.inputs()
-                if direction == "fwdbwd":
-                    args = tuple(t.requires_grad_() for t in args)
-                calls = {}
-                for b in backends:
-                    gflop = shape.flops() * (3 if direction == "fwdbwd" else 1) / 1e9
-                    if b == "unfold" and gflop > FWD_BWD_UNFOLD_LIMIT_GFLOP:
-                        continue
-                    calls[b] = make_call(shape, b, direction, args)
-                times = {b: [] for b in calls}
-                with torch.set_grad_enabled(direction == "fwdbwd"):
-                    for _ in range(a.rounds):
-                        for b, fn in calls.items():
-                            t = benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=a.min_run_time)
-                            times[b].append(t.median)
+                gflop = shape.flops(direction) / 1e9
+                calls = case_calls(shape, direction, [b for b in backends
+                                                      if not (b == "unfold" and gflop > FWD_BWD_UNFOLD_LIMIT_GFLOP)])
+                times = time_interleaved(calls, a.rounds, a.min_run_time)
                 med = {b: statistics.median(v) for b, v in times.items()}
                 ref = med.get("torch")
                 row = {"shape": sid, "n": n, "direction": direction, "desc": shape.describe(),

@@ -5,11 +5,11 @@
 
 Per shape, batch size, layout and direction it prints torch's time, convkit's time, the ratio (torch time /
 convkit time: > 1 means convkit is faster), convkit's GB/s and its % of the copy bandwidth measured in the
-same run (benchmarks/machine_peaks.py: a 256 MiB copy_, bytes read + written). Both sides run in one
-process, interleaved: `--rounds` rounds, each timing torch and convkit once with torch.utils.benchmark
-(blocked_autorange, warm-up included); reported times are medians over the rounds. fp32.
-
-Bytes counted (the minimum the operation must move; the same count for both sides):
+same run (convkit/_bench_measure.py's measure_peaks: a 256 MiB copy_, bytes read + written). Both sides run
+in one process, interleaved: `--rounds` rounds, each timing torch and convkit once with torch.utils.benchmark
+(blocked_autorange after a warm-up call: _bench_measure.time_interleaved); reported times are medians over
+the rounds. fp32. Bytes counted (convkit.bench.Shape.bytes: the minimum the operation must move; the same
+count for both sides):
   fwd     inference (no_grad): input read + output written (max does not write indices here)
   bwd     backward alone: grad_output read (+ int64 indices read for max) + grad_input written
   fwdbwd  forward with indices + backward: fwd bytes (+ indices written) + bwd bytes
@@ -22,60 +22,15 @@ import json
 import os
 import platform
 import statistics
-import sys
 
 import torch
-import torch.nn.functional as F
-from torch.utils import benchmark
 
 import convkit
+from convkit._bench_measure import case_calls, measure_peaks, time_interleaved
+from convkit.bench import SHAPES_BY_ID, Shape
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import machine_peaks  # noqa: E402
-
-# id: (C, H=W, mode, kernel, stride, padding) from ../shared/PERFORMANCE.md
-POOL_SHAPES = {
-    "P1": (64, 112, "max", 3, 2, 1),
-    "P2": (256, 56, "max", 2, 2, 0),
-    "P3": (256, 56, "avg", 2, 2, 0),
-    "P4": (2048, 7, "avg", 7, 7, 0),
-    "P5": (64, 112, "max", 3, 1, 1),
-}
+POOL_IDS = ("P1", "P2", "P3", "P4", "P5")  # convkit.bench.SHAPES, from ../shared/PERFORMANCE.md
 SMALL = {"d2l-3x3": (1, 1, 3, 2, 1, 0), "d2l-4x4": (1, 1, 4, 3, 2, 1)}  # (N, C, H=W, kernel, stride, padding)
-
-
-def out_size(h, k, s, p):
-    return (h + 2 * p - k) // s + 1
-
-
-def fns(mode, k, s, p):
-    if mode == "max":
-        return (lambda x: F.max_pool2d(x, k, s, p), lambda x: convkit.max_pool2d(x, k, s, p, backend="compiled"))
-    return (lambda x: F.avg_pool2d(x, k, s, p), lambda x: convkit.avg_pool2d(x, k, s, p, backend="compiled"))
-
-
-def timed(fn, min_run_time):
-    return benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
-
-
-def case_calls(direction, f, x, gy):
-    if direction == "fwd":
-        def run():
-            with torch.no_grad():
-                return f(x)
-        return run
-    xr = x.detach().requires_grad_()
-    if direction == "fwdbwd":
-        return lambda: torch.autograd.grad(f(xr), xr, gy)
-    y = f(xr)  # bwd: backward alone, through a graph kept alive
-    return lambda: torch.autograd.grad(y, xr, gy, retain_graph=True)
-
-
-def case_bytes(direction, mode, x, out_numel):
-    e = x.element_size()
-    fwd = x.numel() * e + out_numel * e
-    bwd = out_numel * e + (out_numel * 8 if mode == "max" else 0) + x.numel() * e
-    return {"fwd": fwd, "bwd": bwd, "fwdbwd": fwd + (out_numel * 8 if mode == "max" else 0) + bwd}[direction]
 
 
 def markdown(path) -> str:
@@ -98,7 +53,7 @@ def markdown(path) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", default=",".join(POOL_SHAPES))
+    p.add_argument("--shapes", default=",".join(POOL_IDS))
     p.add_argument("--n", default="8,32")
     p.add_argument("--layouts", default="nchw", help="nchw,channels_last")
     p.add_argument("--direction", default="fwd,fwdbwd,bwd")
@@ -113,7 +68,7 @@ def main(argv=None):
         print(markdown(a.table))
         return
     torch.set_num_threads(a.threads)
-    peaks = machine_peaks.measure(rounds=3)
+    peaks = measure_peaks(rounds=3)
     bw = peaks["copy_gbs"]
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}, MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'default')}; "
@@ -127,28 +82,20 @@ def main(argv=None):
         cases += [(sid, None, "nchw") for sid in SMALL]
     for sid, n, layout in cases:
         if sid in SMALL:
-            n, c, h, k, s, pad = SMALL[sid]
-            mode = "max"
+            n, c, h, k, st, pad = SMALL[sid]
+            shape = Shape(sid, n, c, h, h, 0, (k, k), (st, st), (pad, pad), (1, 1), 1, "max")
         else:
-            c, h, mode, k, s, pad = POOL_SHAPES[sid]
-        x = torch.randn(n, c, h, h)
-        if layout == "channels_last":
-            x = x.contiguous(memory_format=torch.channels_last)
-        ho = out_size(h, k, s, pad)
-        gy = torch.randn(n, c, ho, ho)
-        if layout == "channels_last":
-            gy = gy.contiguous(memory_format=torch.channels_last)
-        f_torch, f_ck = fns(mode, k, s, pad)
+            shape = SHAPES_BY_ID[sid].with_n(n)
+        memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        c, h, mode, k, st, pad = shape.c, shape.h, shape.op, shape.kernel[0], shape.stride[0], shape.padding[0]
         for direction in a.direction.split(","):
-            calls = {"torch": case_calls(direction, f_torch, x, gy), "convkit": case_calls(direction, f_ck, x, gy)}
-            times = {b: [] for b in calls}
-            for _ in range(a.rounds):
-                for b, fn in calls.items():
-                    times[b].append(timed(fn, a.min_run_time))
+            calls = case_calls(shape, direction, ["torch", "compiled"], memory_format=memory_format)
+            times = time_interleaved({"torch": calls["torch"], "convkit": calls["compiled"]}, a.rounds,
+                                     a.min_run_time)
             med = {b: statistics.median(v) for b, v in times.items()}
-            nbytes = case_bytes(direction, mode, x, gy.numel())
+            nbytes = shape.bytes(4, direction)
             gbs = nbytes / med["convkit"] / 1e9
-            row = {"shape": sid, "n": n, "c": c, "hw": h, "mode": mode, "kernel": k, "stride": s, "padding": pad,
+            row = {"shape": sid, "n": n, "c": c, "hw": h, "mode": mode, "kernel": k, "stride": st, "padding": pad,
                    "layout": layout, "direction": direction, "bytes": nbytes, "median_s": med, "all_s": times,
                    "speedup_vs_torch": med["torch"] / med["convkit"], "convkit_gbs": gbs,
                    "torch_gbs": nbytes / med["torch"] / 1e9, "pct_copy_bw": 100 * gbs / bw}
