@@ -53,6 +53,9 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
 constexpr int64_t kSharedColBytes = 1 << 20;
 constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
+// Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
+// grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
+constexpr int64_t kFewChannels = 16;
 constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
@@ -380,7 +383,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   });
 }
 
-// Direct rows: for few output channels per group (Og <= kRowsMaxOg) and column stride 1 (LeNet, single
+// Direct rows: for few output channels per group (Og <= kFewChannels) and column stride 1 (LeNet, single
 // channel, depthwise, tiny images), where packing im2col tiles costs more than the arithmetic. A task owns a
 // block of output rows of one image and group and copies the input those rows read into a zero-padded
 // slab (padding becomes zeros; vector loads past the end stay inside). Then, per 2L outputs and block of
@@ -391,9 +394,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
 //    row pitch of exactly Wo, so the outputs of consecutive rows are contiguous positions p and tap (c, i, j)
 //    of position p is slab[j][c][p + i*dh*Wo]: every lane is useful however small Wo is;
 //  * other row strides ("rows"): one padded copy per row, vectorised along each output row.
-constexpr int64_t kRowsMaxOg = 16;
-
-inline bool rows_applies(const ConvGeom& g) { return g.og <= kRowsMaxOg && g.sw == 1; }
+inline bool rows_applies(const ConvGeom& g) { return g.og <= kFewChannels && g.sw == 1; }
 
 // y[o][0:cnt] = b[o] + sum over (c, i, j) of w[o][c][i][j] * base[c*sc + i*si + j*sj + (0:cnt)], o < OB.
 template <typename T, int OB>
@@ -683,7 +684,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
-// grad_weight for few output channels per group (Og <= kLanesMaxOg: LeNet, depthwise, channel tails), where
+// grad_weight for few output channels per group (Og <= kFewChannels: LeNet, depthwise, channel tails), where
 // grad_weight_tiled's 32-wide output tiles would be mostly padding: gw[o, k] = sum_p dY[o, p] cols[k][p]
 // vectorised along positions. A task owns a block of rows k of one group, for all Og channels. Per image and
 // chunk of positions (never straddling images) it packs its rows of cols (pack_cols: [tile][k][TW]) and
@@ -692,8 +693,6 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 // Accumulators live in acc[o][k][L] between chunks; their lanes are summed into gw at the end in a fixed
 // order, so the result depends neither on the split nor on the thread count.
 // Workspace per task: the column tile and the dY chunk (<= kColBytes each) and Og x nk x L accumulators.
-constexpr int64_t kLanesMaxOg = 16;
-
 // OB x KB accumulators over ntiles tiles of TW positions: acc[a][k] += dY row a * column row k, where row k
 // of the columns starts at xrow(k) and advances by xts per tile, and dY row a at gyc + a * ld.
 template <typename T, int OB, int KB, typename XRow>
@@ -860,11 +859,11 @@ void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
-// grad_input through the rows forward, for stride 1 and at most kRowsMaxOg input channels per group: gx is
+// grad_input through the rows forward, for stride 1 and at most kFewChannels input channels per group: gx is
 // the correlation of dY, zero-padded by d*(k-1) - p, with the weights flipped in both axes and transposed
 // (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab.
 inline bool transposed_rows_applies(const ConvGeom& g) {
-  return g.sh == 1 && g.sw == 1 && g.cg <= kRowsMaxOg && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
+  return g.sh == 1 && g.sw == 1 && g.cg <= kFewChannels && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
          g.pl <= g.dw * (g.kw - 1) && g.pr <= g.dw * (g.kw - 1);
 }
 
@@ -995,9 +994,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
         grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     }
     if (do_gw && !is_pointwise(g)) {
-      if (g.og <= kLanesMaxOg && g.sh == 1 && g.sw == 1)
+      if (g.og <= kFewChannels && g.sh == 1 && g.sw == 1)
         grad_weight_flat<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
-      else if (g.og <= kLanesMaxOg)
+      else if (g.og <= kFewChannels)
         grad_weight_lanes<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
       else
         grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
