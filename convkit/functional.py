@@ -33,6 +33,9 @@ _POOL_MODES = ("max", "avg")
 _BACKEND_NAMES = ("auto",) + BACKENDS
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _FAST_BACKENDS = ("auto", "compiled")
+# corr2d algorithms of the compiled backend (csrc/common.h parse_algo), per device; "auto" chooses per shape.
+ALGOS = ("auto", "direct", "implicit_gemm", "im2col", "winograd")
+_DEVICE_ALGOS = {"cpu": ALGOS, "cuda": ("auto", "direct", "implicit_gemm")}
 
 
 def _fast_module():
@@ -184,16 +187,20 @@ def _bias(bias, out_channels: int, weight: torch.Tensor):
 
 
 def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", backend="auto"):
+           padding_mode="zeros", backend="auto", algo="auto"):
     """2-D cross-correlation (deep learning's "convolution"), d2l's corr2d generalised to torch's conv2d.
 
     input (H, W), (C, H, W) or (N, C, H, W); weight (kh, kw), (C, kh, kw) or (O, C/groups, kh, kw).
     padding: int, pair, (top, bottom, left, right), "valid" or "same" (any stride: output ceil(H/stride)).
     padding_mode: "zeros", "reflect", "replicate" or "circular".
     backend: "auto", "naive", "unfold", "compiled" or "torch".
+    algo: the compiled backend's algorithm: "auto" (chosen per shape, see convkit.explain), or forced:
+      "direct" (direct loops, column stride 1), "implicit_gemm" (packed column tiles, no im2col buffer),
+      "im2col" (the textbook column matrix + BLAS; CPU only) or "winograd" (F(4x4, 3x3): 3x3, stride 1,
+      dilation 1; CPU only).
     """
     if padding_mode == "zeros" and _fast(backend):
-        y = _CK.corr2d_infer(input, weight, bias, stride, padding, dilation, groups)
+        y = _CK.corr2d_infer(input, weight, bias, stride, padding, dilation, groups, algo)
         if y is not NotImplemented:
             return y
     _check_tensor("input", input)
@@ -242,8 +249,32 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"kernel size {(kh, kw)} with dilation {dilation} (effective {(eff_h, eff_w)}) "
                          f"is larger than the padded input {(hp, wp)}")
 
-    y = get_backend(name).corr2d(x, w, b, stride, pads, dilation, groups)
+    _check_algo(algo, name, x.device, (kh, kw), stride, dilation)
+    if algo != "auto":
+        y = get_backend(name).corr2d(x, w, b, stride, pads, dilation, groups, algo=algo)
+    else:
+        y = get_backend(name).corr2d(x, w, b, stride, pads, dilation, groups)
     return unshape(y) if unshape is not None else y
+
+
+def _check_algo(algo, backend, device, khw, stride, dilation) -> None:
+    if algo == "auto":
+        return
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {', '.join(map(repr, ALGOS))}, got {algo!r}")
+    if backend != "compiled":
+        raise ValueError(f"algo={algo!r} chooses an algorithm of the compiled backend, but the backend here is "
+                         f"{backend!r}; use backend='compiled' (or 'auto' with convkit._C built), or algo='auto'")
+    allowed = _DEVICE_ALGOS.get(device.type, ("auto",))
+    if algo not in allowed:
+        raise ValueError(f"algo={algo!r} is not implemented on {device.type}; there: "
+                         f"{', '.join(map(repr, allowed))}")
+    if algo == "direct" and device.type == "cpu" and stride[1] != 1:
+        raise ValueError(f"algo='direct' (the CPU direct rows kernel) needs a column stride of 1, got stride "
+                         f"{stride}; use algo='implicit_gemm' or 'auto'")
+    if algo == "winograd" and (tuple(khw) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1)):
+        raise ValueError(f"algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel, stride 1 and dilation 1, got kernel "
+                         f"{tuple(khw)}, stride {stride}, dilation {dilation}")
 
 
 conv2d = corr2d

@@ -18,8 +18,10 @@ class Conv2d(nn.Conv2d):
     with any stride (TensorFlow's convention)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", device=None, dtype=None, *, backend="auto"):
+                 bias=True, padding_mode="zeros", device=None, dtype=None, *, backend="auto", algo="auto"):
         Fk._check_backend_name(backend)
+        if algo not in Fk.ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(map(repr, Fk.ALGOS))}, got {algo!r}")
         # torch.nn.Conv2d rejects "same" with stride > 1 and 4-tuples; it only needs padding for its own
         # forward, which this class replaces, so it is given 0 and convkit's padding is kept here.
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias,
@@ -27,13 +29,15 @@ class Conv2d(nn.Conv2d):
         self.padding = padding if isinstance(padding, str) else (
             tuple(padding) if isinstance(padding, (tuple, list)) else (padding, padding))
         self.backend = backend
+        self.algo = algo
 
     def forward(self, input):
         return Fk.corr2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                         padding_mode=self.padding_mode, backend=self.backend)
+                         padding_mode=self.padding_mode, backend=self.backend, algo=self.algo)
 
     def extra_repr(self):
-        return super().extra_repr() + f", backend={self.backend!r}"
+        return super().extra_repr() + f", backend={self.backend!r}" + (
+            f", algo={self.algo!r}" if self.algo != "auto" else "")
 
     @classmethod
     def from_torch(cls, m: nn.Conv2d, backend="auto") -> "Conv2d":

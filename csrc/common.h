@@ -106,6 +106,21 @@ inline PoolGeom pool_geometry(const at::Tensor& input, c10::string_view mode, at
   return g;
 }
 
+// corr2d's `algo` argument: "auto" lets the kernel choose per shape; the others force one algorithm (for
+// benchmarking and teaching). Which of them a device implements, and for which shapes, is the device's
+// kernel's business: it TORCH_CHECKs and names the algorithm and the reason when it cannot.
+enum class Algo { Auto, Direct, ImplicitGemm, Im2col, Winograd };
+
+inline Algo parse_algo(c10::string_view algo) {
+  if (algo == "auto") return Algo::Auto;
+  if (algo == "direct") return Algo::Direct;
+  if (algo == "implicit_gemm") return Algo::ImplicitGemm;
+  if (algo == "im2col") return Algo::Im2col;
+  if (algo == "winograd") return Algo::Winograd;
+  TORCH_CHECK(false, "convkit::corr2d: algo must be one of 'auto', 'direct', 'implicit_gemm', 'im2col', "
+              "'winograd', got '", algo, "'");
+}
+
 // float16 / bfloat16 are computed in float32 (the kernels accumulate in the compute type anyway).
 inline at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;

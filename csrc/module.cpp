@@ -94,10 +94,15 @@ static PyObject* or_not_implemented(const Fn& fn) {
   }
 }
 
-// corr2d_infer(input, weight, bias | None, stride, padding, dilation, groups) -> output | NotImplemented
+// corr2d_infer(input, weight, bias | None, stride, padding, dilation, groups[, algo]) -> output | NotImplemented
 // padding: int, (ph, pw) or (top, bottom, left, right).
 static PyObject* corr2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 7) return not_implemented();
+  if (nargs != 7 && nargs != 8) return not_implemented();
+  const char* algo = "auto";
+  if (nargs == 8 && (!PyUnicode_CheckExact(args[7]) || !(algo = PyUnicode_AsUTF8(args[7])))) {
+    PyErr_Clear();
+    return not_implemented();
+  }
   int64_t st[2], pad[4], dil[2], groups;
   int n = 0, npad = 0;
   if (!eager_cpu_tensor(args[0]) || !eager_cpu_tensor(args[1]) || !py_ints(args[3], st, 2, 2, 0, &n) ||
@@ -116,7 +121,7 @@ static PyObject* corr2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs
     bias = b;
   }
   return or_not_implemented([&] {
-    return convkit::corr2d_cpu(THPVariable_Unpack(args[0]), THPVariable_Unpack(args[1]), bias, st, pad, dil, groups);
+    return convkit::corr2d_cpu(THPVariable_Unpack(args[0]), THPVariable_Unpack(args[1]), bias, st, pad, dil, groups, algo);
   });
 }
 

@@ -54,8 +54,8 @@ def describe() -> str:
 
 
 # --------------------------------------------------------------------------- the backend entry points
-def corr2d(x, w, b, stride, padding, dilation, groups):
-    return torch.ops.convkit.corr2d.default(x, w, b, stride, padding, dilation, groups)
+def corr2d(x, w, b, stride, padding, dilation, groups, algo="auto"):
+    return torch.ops.convkit.corr2d.default(x, w, b, stride, padding, dilation, groups, algo)
 
 
 def pool2d(x, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
@@ -85,12 +85,13 @@ def _register() -> None:
     lib = "convkit::"
 
     @torch.library.register_fake(lib + "corr2d")
-    def _corr2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    def _corr2d_fake(input, weight, bias, stride, padding, dilation, groups, algo="auto"):
         n, _, h, w = input.shape
         return input.new_empty((n, weight.shape[0], *_conv_out_hw(h, w, weight.shape, stride, padding, dilation)))
 
     @torch.library.register_fake(lib + "corr2d_backward")
-    def _corr2d_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, output_mask):
+    def _corr2d_backward_fake(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
+                              algo="auto"):
         return (input.new_empty(input.shape) if output_mask[0] else None,
                 weight.new_empty(weight.shape) if output_mask[1] else None,
                 weight.new_empty((weight.shape[0],)) if output_mask[2] else None)
@@ -113,17 +114,18 @@ def _register() -> None:
 
     # corr2d: backward is the op corr2d_backward, computing only what is needed.
     def corr2d_setup(ctx, inputs, output):
-        x, w, b, stride, padding, dilation, groups = inputs
+        x, w, b, stride, padding, dilation, groups, *algo = inputs
         ctx.save_for_backward(x, w)
         ctx.conf = (stride, padding, dilation, groups)
+        ctx.algo = algo[0] if algo else "auto"
         ctx.has_bias = b is not None
 
     def corr2d_bwd(ctx, gy):
         x, w = ctx.saved_tensors
         need = ctx.needs_input_grad
         mask = [need[0], need[1], ctx.has_bias and need[2]]
-        gx, gw, gb = ops.corr2d_backward(gy, x, w, *ctx.conf, mask)
-        return gx, gw, gb, None, None, None, None
+        gx, gw, gb = ops.corr2d_backward(gy, x, w, *ctx.conf, mask, ctx.algo)
+        return gx, gw, gb, None, None, None, None, None
 
     torch.library.register_autograd(lib + "corr2d", corr2d_bwd, setup_context=corr2d_setup)
 
@@ -131,9 +133,10 @@ def _register() -> None:
     #   gx = dY (*)^T W,  gw = dY (*) X,  gb = sum dY   (with (*) the correlation of the forward)
     # so its vector-Jacobian products are corr2d / corr2d_backward again (torch's conv double backward).
     def cb_setup(ctx, inputs, output):
-        gy, x, w, stride, padding, dilation, groups, _ = inputs
+        gy, x, w, stride, padding, dilation, groups, _, *algo = inputs
         ctx.save_for_backward(gy, x, w)
         ctx.conf = (stride, padding, dilation, groups)
+        ctx.algo = algo[0] if algo else "auto"
 
     def cb_bwd(ctx, ggx, ggw, ggb):
         gy, x, w = ctx.saved_tensors
@@ -143,17 +146,17 @@ def _register() -> None:
         if need_gy:
             terms = []
             if ggx is not None:
-                terms.append(ops.corr2d(ggx, w, None, *conf))
+                terms.append(ops.corr2d(ggx, w, None, *conf, ctx.algo))
             if ggw is not None:
-                terms.append(ops.corr2d(x, ggw, None, *conf))
+                terms.append(ops.corr2d(x, ggw, None, *conf, ctx.algo))
             if ggb is not None:
                 terms.append(ggb.reshape(1, -1, 1, 1).expand_as(gy))
             g_gy = sum(terms[1:], terms[0]) if terms else None
         if need_x and ggw is not None:
-            g_x = ops.corr2d_backward(gy, x, ggw, *conf, [True, False, False])[0]
+            g_x = ops.corr2d_backward(gy, x, ggw, *conf, [True, False, False], ctx.algo)[0]
         if need_w and ggx is not None:
-            g_w = ops.corr2d_backward(gy, ggx, w, *conf, [False, True, False])[1]
-        return g_gy, g_x, g_w, None, None, None, None, None
+            g_w = ops.corr2d_backward(gy, ggx, w, *conf, [False, True, False], ctx.algo)[1]
+        return g_gy, g_x, g_w, None, None, None, None, None, None
 
     torch.library.register_autograd(lib + "corr2d_backward", cb_bwd, setup_context=cb_setup)
 

@@ -518,8 +518,8 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
 }
 
 template <typename T>
-void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
-  if (rows_applies(g))
+void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, Algo algo) {
+  if (algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g)))
     forward_rows<T>(x, w, b, y, g);
   else if (g.og >= 6)
     forward_tiled<T, 8>(x, w, b, y, g);
@@ -862,9 +862,14 @@ void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 // grad_input through the rows forward, for stride 1 and at most kFewChannels input channels per group: gx is
 // the correlation of dY, zero-padded by d*(k-1) - p, with the weights flipped in both axes and transposed
 // (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab.
-inline bool transposed_rows_applies(const ConvGeom& g) {
-  return g.sh == 1 && g.sw == 1 && g.cg <= kFewChannels && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
+inline bool transposed_rows_padding_valid(const ConvGeom& g) {
+  return g.sh == 1 && g.sw == 1 && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
          g.pl <= g.dw * (g.kw - 1) && g.pr <= g.dw * (g.kw - 1);
+}
+
+// forced: algo="direct" uses it for any channel count
+inline bool transposed_rows_applies(const ConvGeom& g, bool forced = false) {
+  return transposed_rows_padding_valid(g) && (forced || g.cg <= kFewChannels);
 }
 
 template <typename T>
@@ -943,29 +948,102 @@ void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
   });
 }
 
+// im2col, as the textbook does it (for teaching and comparison, algo="im2col"; never chosen by "auto"): the
+// whole column matrix cols = im2col(x) of shape (N, C*kh*kw, Ho*Wo) is materialised (kh*kw times the input,
+// 9x for 3x3) and the convolution is one BLAS matrix product per image and group, Y = W cols; backward
+// recomputes cols for grad_weight = sum_n dY cols^T and scatters W^T dY back with col2im. Asymmetric padding
+// is applied as an explicit zero pad first (ATen's im2col pads symmetrically).
+struct Im2colArgs {
+  at::Tensor x;  // padded if the padding is asymmetric
+  std::vector<int64_t> pad;
+};
+
+Im2colArgs im2col_input(const at::Tensor& x, const ConvGeom& g) {
+  if (g.pt == g.pb && g.pl == g.pr) return {x, {g.pt, g.pl}};
+  return {at::constant_pad_nd(x, {g.pl, g.pr, g.pt, g.pb}, 0), {0, 0}};
+}
+
+at::Tensor im2col_cols(const Im2colArgs& a, const ConvGeom& g) {  // (N, G, Cg*kh*kw, Ho*Wo)
+  return at::im2col(a.x, {g.kh, g.kw}, {g.dh, g.dw}, a.pad, {g.sh, g.sw})
+      .view({g.n, g.groups, g.cg * g.kh * g.kw, g.ho * g.wo});
+}
+
+at::Tensor im2col_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g) {
+  const at::Tensor cols = im2col_cols(im2col_input(x, g), g);
+  at::Tensor y = at::matmul(w.view({1, g.groups, g.og, g.cg * g.kh * g.kw}), cols).view({g.n, g.o, g.ho, g.wo});
+  if (b.defined()) y.add_(b.view({1, g.o, 1, 1}));
+  return y;
+}
+
+void im2col_backward(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, at::Tensor& gx, at::Tensor& gw,
+                     const ConvGeom& g) {
+  const int64_t K = g.cg * g.kh * g.kw;
+  const at::Tensor gy4 = gy.view({g.n, g.groups, g.og, g.ho * g.wo});
+  if (gw.defined()) {
+    const at::Tensor cols = im2col_cols(im2col_input(x, g), g);
+    gw.view({g.groups, g.og, K}).copy_(at::matmul(gy4, cols.transpose(2, 3)).sum(0));
+  }
+  if (gx.defined()) {
+    const at::Tensor gcols = at::matmul(w.view({1, g.groups, g.og, K}).transpose(2, 3), gy4);
+    const bool sym = g.pt == g.pb && g.pl == g.pr;
+    const int64_t hp = sym ? g.h : g.h + g.pt + g.pb, wp = sym ? g.w : g.w + g.pl + g.pr;
+    const at::Tensor full = at::col2im(gcols.view({g.n, g.c * g.kh * g.kw, g.ho * g.wo}), {hp, wp}, {g.kh, g.kw},
+                                       {g.dh, g.dw}, sym ? std::vector<int64_t>{g.pt, g.pl} : std::vector<int64_t>{0, 0},
+                                       {g.sh, g.sw});
+    gx.copy_(sym ? full : full.slice(2, g.pt, g.pt + g.h).slice(3, g.pl, g.pl + g.w));
+  }
+}
+
+// Which forced algorithms the CPU kernels have for this shape (Auto, ImplicitGemm and Im2col: all shapes).
+void check_cpu_algo(Algo algo, const ConvGeom& g) {
+  TORCH_CHECK(algo != Algo::Direct || g.sw == 1,
+              "convkit::corr2d: algo='direct' (the direct rows kernel) needs a column stride of 1, got stride (",
+              g.sh, ", ", g.sw, "); use algo='implicit_gemm' or 'auto'");
+  TORCH_CHECK(algo != Algo::Winograd || winograd_applies(g),
+              "convkit::corr2d: algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel, stride 1 and dilation 1, got kernel (",
+              g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, "), dilation (", g.dh, ", ", g.dw, ")");
+}
+
 }  // namespace
 
 at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                      c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, bias, stride, padding, dilation, groups);
+  Algo algo = parse_algo(algo_name);
+  check_cpu_algo(algo, g);
+  if (algo == Algo::Auto && winograd_preferred(g)) algo = Algo::Winograd;
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor x = as_compute(input, ct), w = as_compute(weight, ct);
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->to(ct).contiguous() : at::Tensor();
+  if (algo == Algo::Im2col && input.numel() > 0) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls are part of this kernel
+    return as_dtype(im2col_forward(x, w, b, g), input.scalar_type());
+  }
   at::Tensor y = at::empty({g.n, g.o, g.ho, g.wo}, x.options());
   if (y.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
-      forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                               has_bias ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
-    });
+    if (algo == Algo::Winograd) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      winograd_forward_cpu(x, w, b, g, y);
+    } else {
+      AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
+        forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                 has_bias ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g,
+                                 algo);
+      });
+    }
   }
   return as_dtype(y, input.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask,
+    c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
+  const Algo algo = parse_algo(algo_name);
+  check_cpu_algo(algo, g);
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls below are part of this kernel
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.n && grad_output.size(1) == g.o &&
                   grad_output.size(2) == g.ho && grad_output.size(3) == g.wo,
@@ -981,22 +1059,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   at::Tensor gw = output_mask[1] ? at::empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
   at::Tensor gb = output_mask[2] ? at::empty({g.o}, gy.options()) : at::Tensor();
   const bool do_gx = output_mask[0] && gx.numel() > 0, do_gw = output_mask[1] && gw.numel() > 0;
-  if (is_pointwise(g)) {  // 1x1 stride 1: per-image BLAS products (any floating dtype)
+  // The algorithm family of the forward where it has a backward kernel: direct -> the rows / lanes kernels,
+  // implicit_gemm -> the tiled GEMMs (no BLAS), im2col -> cols + BLAS + col2im, winograd -> grad_input as the
+  // Winograd forward of the flipped, transposed weights (stride 1: it is a 3x3 correlation) where the
+  // transposed padding is valid, grad_weight as "auto".
+  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
+  bool gx_done = false;
+  if (algo == Algo::Im2col) {
+    at::Tensor gx_im = do_gx ? gx : at::Tensor(), gw_im = do_gw ? gw : at::Tensor();  // views of the outputs
+    im2col_backward(gy, x, w, gx_im, gw_im, g);
+  } else if (pointwise) {  // 1x1 stride 1: per-image BLAS products (any floating dtype)
     if (do_gx) pointwise_grad_input(gy, w, gx, g);
     if (do_gw) pointwise_grad_weight(x, gy, gw, g);
+  } else if (algo == Algo::Winograd && do_gx && transposed_rows_padding_valid(g)) {
+    winograd_grad_input_cpu(gy, w, gx, g);
+    gx_done = true;
   }
+  const bool kernels = algo != Algo::Im2col && !pointwise;
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    if (do_gx && !is_pointwise(g)) {
-      if (transposed_rows_applies(g))
+    if (kernels && do_gx && !gx_done) {
+      const bool rows = algo == Algo::Direct || algo == Algo::Auto || algo == Algo::Winograd;
+      if (rows && transposed_rows_applies(g, algo == Algo::Direct))
         grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
       else
         grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     }
-    if (do_gw && !is_pointwise(g)) {
-      if (g.og <= kFewChannels && g.sh == 1 && g.sw == 1)
+    if (kernels && do_gw) {
+      const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
+      if (lanes && g.sh == 1 && g.sw == 1)
         grad_weight_flat<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
-      else if (g.og <= kFewChannels)
+      else if (lanes)
         grad_weight_lanes<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
       else
         grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);

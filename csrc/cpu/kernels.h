@@ -9,11 +9,13 @@
 namespace convkit {
 
 at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                      c10::string_view algo = "auto");
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask);
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask,
+    c10::string_view algo = "auto");
 
 std::tuple<at::Tensor, at::Tensor> pool2d_cpu(const at::Tensor& input, c10::string_view mode, at::IntArrayRef kernel,
                                               at::IntArrayRef stride, at::IntArrayRef padding,
@@ -29,5 +31,15 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                                c10::string_view mode, at::IntArrayRef kernel, at::IntArrayRef stride,
                                at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
                                bool count_include_pad, c10::optional<int64_t> divisor_override);
+
+// Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, dilation 1, any padding and groups. x, w (and b if
+// defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).
+struct ConvGeom;
+bool winograd_applies(const ConvGeom& g);
+bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it
+void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                          at::Tensor& y);
+// grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
+void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g);
 
 }  // namespace convkit

@@ -1,0 +1,212 @@
+// Winograd F(4x4, 3x3) for 3x3, stride-1, dilation-1 correlation (Lavin & Gray 2016), any padding and groups.
+// Each 4x4 output tile comes from a 6x6 input tile d:  Y = A^T [ (G g G^T) . (B^T d B) ] A, so the 144
+// multiply-adds per tile and channel pair of the direct method become 36, done as 36 * groups matrix
+// products of (Og x Cg) transformed weights with (Cg x tiles) transformed inputs.
+//   weights  U[xi][o][c] = (G g G^T)[xi] for the 36 points xi: one BLAS product Cw (36 x 9) @ W (O*Cg x 9)^T
+//            per call (the weights change every step), Cw = kron(G, G).
+//   inputs   V[xi][c][tile] = (B^T d B)[xi]: a task owns one image, channel and row of tiles. It copies the 6
+//            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectorised
+//            along the row) and then B along each tile's 6 columns, writing 36 rows of V contiguous in tile.
+//   products M[xi][o][tile] = U[xi] @ V[xi] per point and group: ATen's BLAS, one product per task inside
+//            at::parallel_for (BLAS runs single-threaded there), so the result does not depend on the
+//            thread count.
+//   outputs  y = A^T m A + bias per tile: a task owns one image, output channel and row of tiles.
+// Images are processed in chunks so that V and M stay within kChunkBytes (V is 36/16 = 2.25x the input
+// chunk, M 2.25x the output chunk): workspace per call = U (36/9 = 4x the weights) + V + M of one chunk,
+// kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
+// 1/24; the fp32 error is about 1e-6..1e-5 relative to the output's scale (tested against float64).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common.h"
+#include "kernels.h"
+
+namespace convkit {
+namespace {
+
+constexpr int64_t kChunkBytes = 16 << 20;
+
+template <typename T>
+T* wino_workspace(int slot, int64_t n) {  // grow-only per calling thread (see call_workspace in corr2d.cpp)
+  static thread_local std::vector<T> buffers[2];
+  std::vector<T>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
+  return b.data();
+}
+
+// G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
+constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
+                             {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                             {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                             {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                             {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                             {0, 0, 1}};
+
+// B^T applied to 6 values (a column or a row of d).
+template <typename T>
+inline void bt6(T d0, T d1, T d2, T d3, T d4, T d5, T* o, int64_t os) {
+  o[0 * os] = 4 * d0 - 5 * d2 + d4;
+  o[1 * os] = -4 * d1 - 4 * d2 + d3 + d4;
+  o[2 * os] = 4 * d1 - 4 * d2 - d3 + d4;
+  o[3 * os] = -2 * d1 - d2 + 2 * d3 + d4;
+  o[4 * os] = 2 * d1 - d2 - 2 * d3 + d4;
+  o[5 * os] = 4 * d1 - 5 * d3 + d5;
+}
+
+template <typename T>
+void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th, int64_t tw, T* v) {
+  const int64_t tiles = nimg * th * tw, wb = 4 * tw + 2;
+  at::parallel_for(0, nimg * g.c * th, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> p(6 * wb), q(6 * wb);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ti = t % th, c = (t / th) % g.c, nl = t / (th * g.c);
+      const T* xc = x + ((n0 + nl) * g.c + c) * g.h * g.w;
+      // the 6 input rows of this tile row, zero-padded: p[r][col] = x[4ti + r - pt][col - pl]
+      const int64_t lo = std::min(wb, g.pl), hi = std::max(lo, std::min(wb, g.w + g.pl));
+      for (int64_t r = 0; r < 6; ++r) {
+        T* pr = p.data() + r * wb;
+        const int64_t ih = 4 * ti + r - g.pt;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(pr, pr + wb, T(0));
+          continue;
+        }
+        std::fill(pr, pr + lo, T(0));
+        std::copy(xc + ih * g.w + (lo - g.pl), xc + ih * g.w + (hi - g.pl), pr + lo);
+        std::fill(pr + hi, pr + wb, T(0));
+      }
+      // B^T down the columns: q[k][col], vectorised along the row
+      const T *p0 = p.data(), *p1 = p0 + wb, *p2 = p1 + wb, *p3 = p2 + wb, *p4 = p3 + wb, *p5 = p4 + wb;
+      T *q0 = q.data(), *q1 = q0 + wb, *q2 = q1 + wb, *q3 = q2 + wb, *q4 = q3 + wb, *q5 = q4 + wb;
+      for (int64_t col = 0; col < wb; ++col) {
+        q0[col] = 4 * p0[col] - 5 * p2[col] + p4[col];
+        q1[col] = -4 * p1[col] - 4 * p2[col] + p3[col] + p4[col];
+        q2[col] = 4 * p1[col] - 4 * p2[col] - p3[col] + p4[col];
+        q3[col] = -2 * p1[col] - p2[col] + 2 * p3[col] + p4[col];
+        q4[col] = 2 * p1[col] - p2[col] - 2 * p3[col] + p4[col];
+        q5[col] = 4 * p1[col] - 5 * p3[col] + p5[col];
+      }
+      // B along each tile's columns: v[(k*6 + l)][c][tile]
+      const int64_t tile0 = (nl * th + ti) * tw;
+      for (int64_t k = 0; k < 6; ++k) {
+        const T* qk = q.data() + k * wb;
+        T* vk = v + (k * 6 * g.c + c) * tiles + tile0;
+        const int64_t ls = g.c * tiles;
+        for (int64_t tj = 0; tj < tw; ++tj) {
+          const T* d = qk + 4 * tj;
+          bt6<T>(d[0], d[1], d[2], d[3], d[4], d[5], vk + tj, ls);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void output_transform(const T* m, const T* b, T* y, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th,
+                      int64_t tw) {
+  const int64_t tiles = nimg * th * tw, ms = g.o * tiles;  // stride between the 36 points
+  at::parallel_for(0, nimg * g.o * th, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> s(24 * tw), r(4 * 4 * tw);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ti = t % th, o = (t / th) % g.o, nl = t / (th * g.o);
+      const T* mo = m + o * tiles + (nl * th + ti) * tw;
+      // A^T down the 6 rows of m: s[a][l][tj] (a < 4, l < 6), vectorised along tj
+      for (int64_t l = 0; l < 6; ++l) {
+        const T *m0 = mo + (0 * 6 + l) * ms, *m1 = mo + (1 * 6 + l) * ms, *m2 = mo + (2 * 6 + l) * ms;
+        const T *m3 = mo + (3 * 6 + l) * ms, *m4 = mo + (4 * 6 + l) * ms, *m5 = mo + (5 * 6 + l) * ms;
+        T *s0 = s.data() + (0 * 6 + l) * tw, *s1 = s.data() + (1 * 6 + l) * tw;
+        T *s2 = s.data() + (2 * 6 + l) * tw, *s3 = s.data() + (3 * 6 + l) * tw;
+        for (int64_t tj = 0; tj < tw; ++tj) {
+          const T a12 = m1[tj] + m2[tj], d12 = m1[tj] - m2[tj], a34 = m3[tj] + m4[tj], d34 = m3[tj] - m4[tj];
+          s0[tj] = m0[tj] + a12 + a34;
+          s1[tj] = d12 + 2 * d34;
+          s2[tj] = a12 + 4 * a34;
+          s3[tj] = d12 + 8 * d34 + m5[tj];
+        }
+      }
+      // A along the 6 columns: r[a][4*tj + c]
+      const T bias = b ? b[o] : T(0);
+      for (int64_t a = 0; a < 4; ++a) {
+        const T *s0 = s.data() + (a * 6 + 0) * tw, *s1 = s0 + tw, *s2 = s1 + tw, *s3 = s2 + tw, *s4 = s3 + tw,
+                *s5 = s4 + tw;
+        T* ra = r.data() + a * 4 * tw;
+        for (int64_t tj = 0; tj < tw; ++tj) {
+          const T a12 = s1[tj] + s2[tj], d12 = s1[tj] - s2[tj], a34 = s3[tj] + s4[tj], d34 = s3[tj] - s4[tj];
+          ra[4 * tj + 0] = bias + s0[tj] + a12 + a34;
+          ra[4 * tj + 1] = bias + d12 + 2 * d34;
+          ra[4 * tj + 2] = bias + a12 + 4 * a34;
+          ra[4 * tj + 3] = bias + d12 + 8 * d34 + s5[tj];
+        }
+      }
+      T* yo = y + ((n0 + nl) * g.o + o) * g.ho * g.wo;
+      for (int64_t a = 0; a < 4 && 4 * ti + a < g.ho; ++a)
+        std::copy(r.data() + a * 4 * tw, r.data() + a * 4 * tw + g.wo, yo + (4 * ti + a) * g.wo);
+    }
+  });
+}
+
+template <typename T>
+void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                      at::Tensor& y) {
+  const auto opts = x.options();
+  // U (36, G, Og, Cg) = kron(G, G) (36 x 9) @ W (O*Cg, 9)^T
+  at::Tensor cw = at::empty({36, 9}, opts.dtype(at::kDouble));
+  double* cwp = cw.mutable_data_ptr<double>();
+  for (int a = 0; a < 6; ++a)
+    for (int bb = 0; bb < 6; ++bb)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) cwp[(a * 6 + bb) * 9 + i * 3 + j] = kG[a][i] * kG[bb][j];
+  const at::Tensor u = at::mm(cw.to(x.scalar_type()), w.reshape({g.o * g.cg, 9}).t());  // (36, O*Cg)
+  const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
+  const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
+  const int64_t nchunk = std::max<int64_t>(1, std::min(g.n, kChunkBytes / std::max<int64_t>(1, img_bytes)));
+  const T* up = u.const_data_ptr<T>();
+  const int64_t batches = 36 * g.groups;
+  for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
+    const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
+    T* v = wino_workspace<T>(0, 36 * g.c * tiles);
+    T* m = wino_workspace<T>(1, 36 * g.o * tiles);
+    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
+    const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
+    at::Tensor mt = at::from_blob(m, {batches, g.og, tiles}, opts);
+    const at::Tensor ut = at::from_blob(const_cast<T*>(up), {batches, g.og, g.cg}, opts);
+    at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        at::Tensor out = mt[i];
+        at::mm_out(out, ut[i], vt[i]);
+      }
+    });
+    output_transform<T>(m, b.defined() ? b.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), g, n0, nimg,
+                        th, tw);
+  }
+}
+
+}  // namespace
+
+bool winograd_applies(const ConvGeom& g) {
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
+}
+
+bool winograd_preferred(const ConvGeom& g) {
+  return false;
+}
+
+void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                          at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_winograd_cpu", [&] { winograd_forward<scalar_t>(x, w, b, g, y); });
+}
+
+void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {
+  ConvGeom t = g;
+  t.c = g.o; t.h = g.ho; t.w = g.wo; t.o = g.c; t.cg = g.og; t.og = g.cg;
+  t.pt = 2 - g.pt; t.pb = 2 - g.pb; t.pl = 2 - g.pl; t.pr = 2 - g.pr;
+  t.ho = g.h; t.wo = g.w;
+  // W'[grp][c][o][i][j] = W[grp][o][c][2-i][2-j]
+  const at::Tensor wt = w.view({g.groups, g.og, g.cg, 3, 3}).flip({3, 4}).transpose(1, 2).reshape({g.c, g.og, 3, 3});
+  winograd_forward_cpu(gy, wt, at::Tensor(), t, gx);
+}
+
+}  // namespace convkit
