@@ -24,6 +24,7 @@
 
 #include "../common.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace convkit {
 namespace {
@@ -32,7 +33,7 @@ constexpr int64_t kChunkBytes = 16 << 20;
 
 template <typename T>
 T* wino_workspace(int slot, int64_t n) {  // grow-only per calling thread (see call_workspace in corr2d.cpp)
-  static thread_local std::vector<T> buffers[2];
+  static thread_local std::vector<T> buffers[3];
   std::vector<T>& b = buffers[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(n);
   return b.data();
@@ -55,6 +56,36 @@ inline void bt6(T d0, T d1, T d2, T d3, T d4, T d5, T* o, int64_t os) {
   o[3 * os] = -2 * d1 - d2 + 2 * d3 + d4;
   o[4 * os] = 2 * d1 - d2 - 2 * d3 + d4;
   o[5 * os] = 4 * d1 - 5 * d3 + d5;
+}
+
+// U[xi][p] = (G g_p G^T)[xi] for the P = O*Cg kernels g_p (9 contiguous values each). A task owns blocks
+// of L kernels: it transposes them into 9 vectors (lanes = kernels) and computes G g G^T with vector FMAs,
+// storing 36 contiguous vectors. (A BLAS product with an inner dimension of 9 runs at a few GFLOP/s here.)
+template <typename T>
+void weight_transform(const T* w, int64_t P, T* u) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  at::parallel_for(0, (P + L - 1) / L, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t p0 = blk * L, np = std::min(L, P - p0);
+      V gv[9];
+      for (int q = 0; q < 9; ++q)
+        for (int64_t l = 0; l < L; ++l) gv[q][l] = l < np ? w[(p0 + l) * 9 + q] : T(0);
+      V t[6][3];  // G g
+      for (int a = 0; a < 6; ++a)
+        for (int j = 0; j < 3; ++j)
+          t[a][j] = T(kG[a][0]) * gv[0 * 3 + j] + T(kG[a][1]) * gv[1 * 3 + j] + T(kG[a][2]) * gv[2 * 3 + j];
+      for (int a = 0; a < 6; ++a)
+        for (int b = 0; b < 6; ++b) {
+          const V r = t[a][0] * T(kG[b][0]) + t[a][1] * T(kG[b][1]) + t[a][2] * T(kG[b][2]);
+          T* dst = u + (a * 6 + b) * P + p0;
+          if (np == L)
+            vstore(dst, r);
+          else
+            for (int64_t l = 0; l < np; ++l) dst[l] = r[l];
+        }
+    }
+  });
 }
 
 template <typename T>
@@ -152,18 +183,11 @@ template <typename T>
 void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                       at::Tensor& y) {
   const auto opts = x.options();
-  // U (36, G, Og, Cg) = kron(G, G) (36 x 9) @ W (O*Cg, 9)^T
-  at::Tensor cw = at::empty({36, 9}, opts.dtype(at::kDouble));
-  double* cwp = cw.mutable_data_ptr<double>();
-  for (int a = 0; a < 6; ++a)
-    for (int bb = 0; bb < 6; ++bb)
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) cwp[(a * 6 + bb) * 9 + i * 3 + j] = kG[a][i] * kG[bb][j];
-  const at::Tensor u = at::mm(cw.to(x.scalar_type()), w.reshape({g.o * g.cg, 9}).t());  // (36, O*Cg)
+  T* const up = wino_workspace<T>(2, 36 * g.o * g.cg);  // U (36, G, Og, Cg)
+  weight_transform<T>(w.const_data_ptr<T>(), g.o * g.cg, up);
   const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
   const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = std::max<int64_t>(1, std::min(g.n, kChunkBytes / std::max<int64_t>(1, img_bytes)));
-  const T* up = u.const_data_ptr<T>();
   const int64_t batches = 36 * g.groups;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
@@ -172,7 +196,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
     const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
     at::Tensor mt = at::from_blob(m, {batches, g.og, tiles}, opts);
-    const at::Tensor ut = at::from_blob(const_cast<T*>(up), {batches, g.og, g.cg}, opts);
+    const at::Tensor ut = at::from_blob(up, {batches, g.og, g.cg}, opts);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         at::Tensor out = mt[i];
@@ -190,8 +214,15 @@ bool winograd_applies(const ConvGeom& g) {
   return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
 }
 
+// Measured (2 threads, fp32; /tmp-free numbers in benchmarks/results/cpu_winograd.json): Winograd is
+// 1.8-2.3x faster than implicit_gemm on R3/R8 at N=1 and 8 and R9 at N=8, 1.4x on R11 at N=8, and slower
+// where few tiles share large transformed weights (36 * O * Cg values written and read on every call):
+// R9 at N=1 (16 tiles, 0.93x) and R11 at N=1 (4 tiles, 0.28x). So "auto" takes it for dense layers (>= 8
+// channels per group both ways) with at least 32 tiles and at least one tile per 8192 kernel weights.
 bool winograd_preferred(const ConvGeom& g) {
-  return false;
+  if (!winograd_applies(g) || g.cg < 8 || g.og < 8) return false;
+  const int64_t tiles = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
+  return tiles >= 32 && tiles * 8192 >= g.og * g.cg;
 }
 
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
@@ -205,7 +236,7 @@ void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tens
   t.pt = 2 - g.pt; t.pb = 2 - g.pb; t.pl = 2 - g.pl; t.pr = 2 - g.pr;
   t.ho = g.h; t.wo = g.w;
   // W'[grp][c][o][i][j] = W[grp][o][c][2-i][2-j]
-  const at::Tensor wt = w.view({g.groups, g.og, g.cg, 3, 3}).flip({3, 4}).transpose(1, 2).reshape({g.c, g.og, 3, 3});
+  const at::Tensor wt = w.view({g.groups, g.og, g.cg, 3, 3}).flip({3, 4}).transpose(1, 2).reshape({g.c, g.og, 3, 3}).contiguous();
   winograd_forward_cpu(gy, wt, at::Tensor(), t, gx);
 }
 

@@ -1,0 +1,219 @@
+// What the CUDA kernels share: the launch helper (current stream + C10_CUDA_KERNEL_LAUNCH_CHECK after every
+// launch), device checks, 64-bit index helpers, vector packs and a deterministic block reduction.
+//
+// With CONVKIT_CUDA_EMULATE defined, the same .cu files compile as plain C++ and run on CPU tensors: a block is
+// blockDim.x std::threads with a barrier for __syncthreads, blocks run one after another (so a `static` array is
+// the block's shared memory), and the SM count comes from CONVKIT_EMU_SMS (default 4). That is only a test tool
+// for the index arithmetic, tiling and boundary handling when no GPU is at hand (it says nothing about speed,
+// races between blocks or memory coalescing); the extension itself is always built with nvcc.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#ifdef CONVKIT_CUDA_EMULATE
+#include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace convkit {
+namespace emu {
+inline thread_local dim3 thread_idx, block_idx;
+inline dim3 block_dim, grid_dim;
+inline std::vector<unsigned char> dynamic_smem_buf;
+
+struct Barrier {
+  std::mutex m;
+  std::condition_variable cv;
+  unsigned n = 0, count = 0, gen = 0;
+  void wait() {
+    std::unique_lock<std::mutex> l(m);
+    const unsigned g = gen;
+    if (++count == n) {
+      count = 0;
+      ++gen;
+      cv.notify_all();
+    } else {
+      cv.wait(l, [&] { return gen != g; });
+    }
+  }
+};
+inline Barrier barrier;
+
+template <typename F>
+void run(dim3 grid, dim3 block, size_t smem, const F& body) {
+  grid_dim = grid;
+  block_dim = block;
+  dynamic_smem_buf.assign(smem + 64, 0);
+  const unsigned nt = block.x * block.y * block.z;
+  barrier.n = nt;
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        std::vector<std::thread> threads;
+        threads.reserve(nt);
+        for (unsigned t = 0; t < nt; ++t)
+          threads.emplace_back([&, t] {
+            block_idx = dim3(bx, by, bz);
+            thread_idx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+            body();
+          });
+        for (auto& th : threads) th.join();
+      }
+}
+inline void* dynamic_smem() {
+  auto p = reinterpret_cast<uintptr_t>(dynamic_smem_buf.data());
+  return reinterpret_cast<void*>((p + 63) & ~uintptr_t(63));
+}
+}  // namespace emu
+}  // namespace convkit
+
+#define threadIdx ::convkit::emu::thread_idx
+#define blockIdx ::convkit::emu::block_idx
+#define blockDim ::convkit::emu::block_dim
+#define gridDim ::convkit::emu::grid_dim
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) alignas(n)
+#define __syncthreads() ::convkit::emu::barrier.wait()
+#define CONVKIT_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::convkit::emu::dynamic_smem())
+inline uint32_t __umulhi(uint32_t a, uint32_t b) { return static_cast<uint32_t>((uint64_t(a) * b) >> 32); }
+#else
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#define CONVKIT_DYNAMIC_SMEM(type, name)                     \
+  extern __shared__ __align__(16) unsigned char name##_raw[]; \
+  type* name = reinterpret_cast<type*>(name##_raw)
+#endif
+
+namespace convkit {
+namespace cuda {
+
+constexpr int kThreads = 256;  // every kernel's block size
+
+#ifdef CONVKIT_CUDA_EMULATE
+struct DeviceGuard {
+  explicit DeviceGuard(at::Device) {}
+};
+inline bool on_kernel_device(const at::Tensor& t) { return t.device().is_cpu(); }
+inline int sm_count() {
+  const char* s = std::getenv("CONVKIT_EMU_SMS");
+  return s ? std::atoi(s) : 4;
+}
+#else
+using DeviceGuard = c10::cuda::CUDAGuard;
+inline bool on_kernel_device(const at::Tensor& t) { return t.is_cuda(); }
+inline int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+#endif
+
+// Launches kernel<<<grid, block, smem, current stream>>>(args...) and checks the launch.
+template <typename... KArgs, typename... Args>
+inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+#ifdef CONVKIT_CUDA_EMULATE
+  emu::run(grid, block, smem, [&] { kernel(static_cast<KArgs>(args)...); });
+#else
+  kernel<<<grid, block, smem, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+#endif
+}
+
+// Every tensor argument on the input's CUDA device; `name` is the argument's name in the schema.
+inline void check_device(const char* op, const char* name, const at::Tensor& t, const at::Tensor& input) {
+  TORCH_CHECK(on_kernel_device(t) && t.device() == input.device(), "convkit::", op, ": ", name,
+              " must be on the same CUDA device as input (", input.device(), "), got ", t.device());
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Blocks for a grid-stride loop over `items`: enough to fill the GPU several times, at most 2^31 - 1.
+inline int64_t grid_for(int64_t items, int64_t per_sm = 32) {
+  return std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), int64_t(sm_count()) * per_sm));
+}
+
+// q = n / d for 0 <= n, d < 2^31 with a multiply-high and a shift (PyTorch's IntDivider<unsigned>).
+struct FastDiv {
+  uint32_t d = 1, m = 0, s = 0;
+  FastDiv() = default;
+  explicit FastDiv(int64_t divisor) : d(static_cast<uint32_t>(divisor)) {
+    for (s = 0; s < 32; ++s)
+      if ((1U << s) >= d) break;
+    const uint64_t one = 1;
+    m = static_cast<uint32_t>(((one << 32) * ((one << s) - d)) / d + 1);
+  }
+  __device__ __forceinline__ uint32_t div(uint32_t n) const { return (__umulhi(n, m) + n) >> s; }
+};
+
+// a / b and a % b for a >= 0, b > 0, in 32 bits when both fit (a 64-bit division costs ~3x more).
+__device__ __forceinline__ void divmod(int64_t a, int64_t b, int64_t& q, int64_t& r) {
+  if (((a | b) >> 31) == 0) {
+    const uint32_t q32 = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
+    q = q32;
+    r = a - int64_t(q32) * b;
+  } else {
+    q = a / b;
+    r = a - q * b;
+  }
+}
+
+__device__ __forceinline__ float madd(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double madd(double a, double b, double c) { return fma(a, b, c); }
+
+// V elements of T as one load/store (16 bytes at most per access).
+template <typename T, int V>
+struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Pack {
+  T v[V];
+};
+
+template <typename T>
+inline bool aligned_to(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+// dst[0..3] = v[0..3] converted to T: one vector store when dst is aligned for it, else four scalar stores.
+template <typename T, typename Acc>
+__device__ __forceinline__ void store4(T* dst, const Acc* v) {
+  if (reinterpret_cast<uintptr_t>(dst) % alignof(Pack<T, 4>) == 0) {
+    Pack<T, 4> p;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) p.v[i] = static_cast<T>(v[i]);
+    *reinterpret_cast<Pack<T, 4>*>(dst) = p;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dst[i] = static_cast<T>(v[i]);
+  }
+}
+
+// Sum of v over the block (kThreads threads, all of which must call it), in a fixed tree order: the result
+// (valid in thread 0) does not depend on timing. red: kThreads elements of shared memory.
+template <typename Acc>
+__device__ __forceinline__ Acc block_sum(Acc v, Acc* red) {
+  const int t = threadIdx.x;
+  red[t] = v;
+  __syncthreads();
+#pragma unroll
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (t < s) red[t] = red[t] + red[t + s];
+    __syncthreads();
+  }
+  const Acc r = red[0];
+  __syncthreads();  // red may be reused right away
+  return r;
+}
+
+}  // namespace cuda
+}  // namespace convkit
