@@ -13,6 +13,7 @@
 #include <cstring>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include "common.h"
 #include "cpu/kernels.h"
 
 #ifndef CONVKIT_ARCH
@@ -152,8 +153,37 @@ static PyObject* pool2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs
   });
 }
 
+// corr2d_plan((N, C, H, W), (O, Cg, kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw), groups, algo,
+//             itemsize) -> [(direction algorithm, workspace bytes)] for forward, grad_input, grad_weight
+// (convkit.explain); ValueError with the kernel's message when the arguments or the algo do not apply.
+static PyObject* corr2d_plan(PyObject*, PyObject* args) {
+  long long x[4], w[4], st[2], pad[4], dil[2], groups, itemsize;
+  const char* algo;
+  if (!PyArg_ParseTuple(args, "(LLLL)(LLLL)(LL)(LLLL)(LL)LsL", &x[0], &x[1], &x[2], &x[3], &w[0], &w[1], &w[2], &w[3],
+                        &st[0], &st[1], &pad[0], &pad[1], &pad[2], &pad[3], &dil[0], &dil[1], &groups, &algo, &itemsize))
+    return nullptr;
+  try {
+    const auto meta = at::TensorOptions().device(at::kMeta).dtype(at::kFloat);
+    const at::Tensor xt = at::empty({x[0], x[1], x[2], x[3]}, meta), wt = at::empty({w[0], w[1], w[2], w[3]}, meta);
+    const int64_t s2[2] = {st[0], st[1]}, p4[4] = {pad[0], pad[1], pad[2], pad[3]}, d2[2] = {dil[0], dil[1]};
+    const convkit::ConvGeom g = convkit::conv_geometry(xt, wt, c10::nullopt, s2, p4, d2, groups);
+    const auto plan = convkit::corr2d_plan_cpu(g, algo, itemsize);
+    PyObject* list = PyList_New(0);
+    for (const auto& e : plan) {
+      PyObject* item = Py_BuildValue("(sL)", e.first.c_str(), static_cast<long long>(e.second));
+      PyList_Append(list, item);
+      Py_DECREF(item);
+    }
+    return list;
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
 static PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How convkit._C was built: ISA, -march, CUDA."},
+    {"corr2d_plan", corr2d_plan, METH_VARARGS, "The CPU algorithms and workspace of one corr2d call (see module.cpp)."},
     {"corr2d_infer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(corr2d_infer)), METH_FASTCALL,
      "Eager CPU corr2d forward without autograd, or NotImplemented (see module.cpp)."},
     {"pool2d_infer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(pool2d_infer)), METH_FASTCALL,

@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "../common.h"
@@ -518,8 +520,8 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
 }
 
 template <typename T>
-void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, Algo algo) {
-  if (algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g)))
+void forward_kernel(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool rows) {
+  if (rows)
     forward_rows<T>(x, w, b, y, g);
   else if (g.og >= 6)
     forward_tiled<T, 8>(x, w, b, y, g);
@@ -1004,33 +1006,66 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
               g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, "), dilation (", g.dh, ", ", g.dw, ")");
 }
 
+// The algorithm of each direction for one call: the single place where the CPU backend chooses (the
+// kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
+enum class Fwd { Rows, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
+enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col };
+struct Plan {
+  Fwd fwd;
+  GradInput gx;
+  GradWeight gw;
+};
+
+Plan make_plan(const ConvGeom& g, Algo algo) {
+  check_cpu_algo(algo, g);
+  if (algo == Algo::Auto && winograd_preferred(g)) algo = Algo::Winograd;
+  if (algo == Algo::Im2col) return {Fwd::Im2col, GradInput::Im2col, GradWeight::Im2col};
+  Plan p;
+  p.fwd = algo == Algo::Winograd ? Fwd::Winograd
+          : (algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g))) ? Fwd::Rows
+                                                                               : Fwd::Tiled;
+  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
+  if (pointwise)
+    p.gx = GradInput::Pointwise;
+  else if (algo == Algo::Winograd && transposed_rows_padding_valid(g))
+    p.gx = GradInput::Winograd;
+  else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
+    p.gx = GradInput::Rows;
+  else
+    p.gx = GradInput::Tiled;
+  const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
+  p.gw = pointwise ? GradWeight::Pointwise
+         : lanes   ? (g.sh == 1 && g.sw == 1 ? GradWeight::Flat : GradWeight::Lanes)
+                   : GradWeight::Tiled;
+  return p;
+}
+
 }  // namespace
 
 at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, bias, stride, padding, dilation, groups);
-  Algo algo = parse_algo(algo_name);
-  check_cpu_algo(algo, g);
-  if (algo == Algo::Auto && winograd_preferred(g)) algo = Algo::Winograd;
+  const Plan plan = make_plan(g, parse_algo(algo_name));
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor x = as_compute(input, ct), w = as_compute(weight, ct);
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->to(ct).contiguous() : at::Tensor();
-  if (algo == Algo::Im2col && input.numel() > 0) {
+  if (plan.fwd == Fwd::Im2col && input.numel() > 0) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls are part of this kernel
     return as_dtype(im2col_forward(x, w, b, g), input.scalar_type());
   }
   at::Tensor y = at::empty({g.n, g.o, g.ho, g.wo}, x.options());
   if (y.numel() > 0) {
-    if (algo == Algo::Winograd) {
+    if (plan.fwd == Fwd::Winograd) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       winograd_forward_cpu(x, w, b, g, y);
     } else {
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
         forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
                                  has_bias ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g,
-                                 algo);
+                                 plan.fwd == Fwd::Rows);
       });
     }
   }
@@ -1042,8 +1077,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask,
     c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
-  const Algo algo = parse_algo(algo_name);
-  check_cpu_algo(algo, g);
+  const Plan plan = make_plan(g, parse_algo(algo_name));
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls below are part of this kernel
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.n && grad_output.size(1) == g.o &&
                   grad_output.size(2) == g.ho && grad_output.size(3) == g.wo,
@@ -1059,45 +1093,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   at::Tensor gw = output_mask[1] ? at::empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
   at::Tensor gb = output_mask[2] ? at::empty({g.o}, gy.options()) : at::Tensor();
   const bool do_gx = output_mask[0] && gx.numel() > 0, do_gw = output_mask[1] && gw.numel() > 0;
-  // The algorithm family of the forward where it has a backward kernel: direct -> the rows / lanes kernels,
-  // implicit_gemm -> the tiled GEMMs (no BLAS), im2col -> cols + BLAS + col2im, winograd -> grad_input as the
-  // Winograd forward of the flipped, transposed weights (stride 1: it is a 3x3 correlation) where the
-  // transposed padding is valid, grad_weight as "auto".
-  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
-  bool gx_done = false;
-  if (algo == Algo::Im2col) {
+  if (plan.gx == GradInput::Im2col) {
     at::Tensor gx_im = do_gx ? gx : at::Tensor(), gw_im = do_gw ? gw : at::Tensor();  // views of the outputs
     im2col_backward(gy, x, w, gx_im, gw_im, g);
-  } else if (pointwise) {  // 1x1 stride 1: per-image BLAS products (any floating dtype)
-    if (do_gx) pointwise_grad_input(gy, w, gx, g);
-    if (do_gw) pointwise_grad_weight(x, gy, gw, g);
-  } else if (algo == Algo::Winograd && do_gx && transposed_rows_padding_valid(g)) {
-    winograd_grad_input_cpu(gy, w, gx, g);
-    gx_done = true;
   }
-  const bool kernels = algo != Algo::Im2col && !pointwise;
+  if (do_gx && plan.gx == GradInput::Pointwise) pointwise_grad_input(gy, w, gx, g);  // per-image BLAS
+  if (do_gw && plan.gw == GradWeight::Pointwise) pointwise_grad_weight(x, gy, gw, g);
+  if (do_gx && plan.gx == GradInput::Winograd) winograd_grad_input_cpu(gy, w, gx, g);
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    if (kernels && do_gx && !gx_done) {
-      const bool rows = algo == Algo::Direct || algo == Algo::Auto || algo == Algo::Winograd;
-      if (rows && transposed_rows_applies(g, algo == Algo::Direct))
-        grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
-      else
-        grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
-    }
-    if (kernels && do_gw) {
-      const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
-      if (lanes && g.sh == 1 && g.sw == 1)
-        grad_weight_flat<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
-      else if (lanes)
-        grad_weight_lanes<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
-      else
-        grad_weight_tiled<scalar_t>(x.const_data_ptr<scalar_t>(), gyp, gw.mutable_data_ptr<scalar_t>(), g);
-    }
+    if (do_gx && plan.gx == GradInput::Rows)
+      grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    if (do_gx && plan.gx == GradInput::Tiled)
+      grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    const scalar_t* xp = do_gw ? x.const_data_ptr<scalar_t>() : nullptr;
+    if (do_gw && plan.gw == GradWeight::Flat) grad_weight_flat<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && plan.gw == GradWeight::Lanes) grad_weight_lanes<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && plan.gw == GradWeight::Tiled) grad_weight_tiled<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (output_mask[2] && gb.numel() > 0) grad_bias_kernel<scalar_t>(gyp, gb.mutable_data_ptr<scalar_t>(), g);
   });
   const auto back = [&](const at::Tensor& t) { return t.defined() ? as_dtype(t, input.scalar_type()) : t; };
   return {back(gx), back(gw), back(gb)};
+}
+
+std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, c10::string_view algo,
+                                                             int64_t itemsize) {
+  const Plan p = make_plan(g, parse_algo(algo));
+  const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
+  const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
+  const auto wino = [&](int64_t c, int64_t o, int64_t ho, int64_t wo) {  // U + V + M of one image chunk
+    const int64_t per_image = 36 * (c + o) * ((ho + 3) / 4) * ((wo + 3) / 4) * itemsize;
+    const int64_t n = std::max<int64_t>(1, std::min(g.n, (int64_t(16) << 20) / std::max<int64_t>(1, per_image)));
+    return 36 * g.o * g.cg * itemsize + n * per_image;
+  };
+  std::vector<std::pair<std::string, int64_t>> out;
+  switch (p.fwd) {
+    case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
+    case Fwd::Tiled: out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + kSharedColBytes); break;
+    case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
+    case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3) + BLAS", wino(g.c, g.o, g.ho, g.wo)); break;
+  }
+  switch (p.gx) {
+    case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
+    case GradInput::Pointwise: out.emplace_back("per-image BLAS W^T dY (1x1)", 0); break;
+    case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
+    case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
+    case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + wino(g.o, g.c, g.h, g.w)); break;
+  }
+  switch (p.gw) {
+    case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
+    case GradWeight::Lanes: out.emplace_back("positions as vector lanes over packed columns (grad_weight_lanes)", 2 * tiles); break;
+    case GradWeight::Pointwise: out.emplace_back("per-image BLAS dY X^T (1x1)", 0); break;
+    case GradWeight::Tiled: out.emplace_back("tiled GEMM over positions (grad_weight_tiled)",
+                                             std::min<int64_t>(kSharedGyBytes, g.n * g.o * g.ho * g.wo * itemsize) + tiles); break;
+    case GradWeight::Im2col: out.emplace_back("BLAS dY cols^T over im2col", cols); break;
+  }
+  return out;
 }
 
 TORCH_LIBRARY_IMPL(convkit, CPU, m) {

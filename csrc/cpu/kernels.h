@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <string>
+#include <utility>
+#include <vector>
 #include <tuple>
 
 namespace convkit {
@@ -41,5 +44,10 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
                           at::Tensor& y);
 // grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g);
+
+// The CPU algorithm of forward, grad_input and grad_weight for this call and each one's workspace in bytes
+// (approximate upper bounds), for convkit.explain; throws as corr2d does for an inapplicable algo.
+std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, c10::string_view algo,
+                                                             int64_t itemsize);
 
 }  // namespace convkit
