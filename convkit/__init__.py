@@ -5,9 +5,10 @@ from .backends.unfold import get_memory_budget as get_unfold_memory_budget
 from .backends.unfold import set_memory_budget as set_unfold_memory_budget
 from ._info import info
 from .convert import convert
+from .explain import explain
 from .functional import available_backends, avg_pool2d, conv2d, corr2d, max_pool2d, pool2d
 
 __version__ = "0.1.0"
 
-__all__ = ["corr2d", "conv2d", "pool2d", "max_pool2d", "avg_pool2d", "available_backends", "convert", "nn", "info",
+__all__ = ["corr2d", "conv2d", "pool2d", "max_pool2d", "avg_pool2d", "available_backends", "convert", "explain", "nn", "info",
            "set_unfold_memory_budget", "get_unfold_memory_budget", "__version__"]

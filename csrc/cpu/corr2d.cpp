@@ -1,19 +1,26 @@
-// CPU kernels for convkit::corr2d and convkit::corr2d_backward, no im2col-sized buffer. Every kernel owns
-// disjoint parts of its output (no atomics, no shared accumulators) and reduces each element in an order
-// that does not depend on how the work is split, so results are bitwise identical for any
-// torch.set_num_threads. The algorithm is chosen per shape:
-//   forward      <= 16 output channels per group and column stride 1: direct rows (forward_rows);
+// CPU kernels for convkit::corr2d and convkit::corr2d_backward. Every kernel owns disjoint parts of its output
+// (no atomics, no shared accumulators) and reduces each element in an order that does not depend on how the
+// work is split, so results are bitwise identical for any torch.set_num_threads. make_plan (below) is the one
+// place that chooses the algorithm of each direction; with algo="auto":
+//   forward      3x3 stride 1, >= 8 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
+//                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
+//                else <= 16 output channels per group and column stride 1: direct rows (forward_rows);
 //                else implicit GEMM over packed column tiles (forward_tiled)
-//   grad_input   stride 1 and <= 16 input channels per group: the rows forward of the flipped, transposed
-//                weights (grad_input_rows); 1x1 stride 1: per-image BLAS; else W^T dY + col2im (grad_input_tiled)
-//   grad_weight  <= 16 output channels per group: positions as vector lanes, from flat slabs for stride 1
-//                (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1: per-image BLAS;
-//                else a tiled GEMM over positions (grad_weight_tiled)
+//   grad_input   when the forward is Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
+//                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
+//                per-image BLAS; else W^T dY + col2im (grad_input_tiled)
+//   grad_weight  <= 16 output channels per group, or stride 1 and <= 64: positions as vector lanes, from flat
+//                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
+//                per-image BLAS; else a tiled GEMM over positions (grad_weight_tiled)
+// algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
+// textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
 // of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
 // thread, see call_workspace) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
+// Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
+// MiB). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -58,6 +65,7 @@ constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
 constexpr int64_t kFewChannels = 16;
+constexpr int64_t kFlatGradWeightChannels = 64;  // see make_plan
 constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
@@ -1034,9 +1042,14 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
     p.gx = GradInput::Rows;
   else
     p.gx = GradInput::Tiled;
-  const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
+  // grad_weight: positions as lanes for few output channels; with stride 1 the flat-slab variant also beats
+  // the tiled GEMM up to kFlatGradWeightChannels (R3 at N=8, 2 threads: 27.7 ms against 42.2 ms; R8: level;
+  // R9 with 256 channels: 4x slower, so not beyond).
+  const bool stride1 = g.sh == 1 && g.sw == 1;
+  const bool lanes = algo == Algo::Direct ||
+                     (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatGradWeightChannels)));
   p.gw = pointwise ? GradWeight::Pointwise
-         : lanes   ? (g.sh == 1 && g.sw == 1 ? GradWeight::Flat : GradWeight::Lanes)
+         : lanes   ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
                    : GradWeight::Tiled;
   return p;
 }

@@ -88,7 +88,7 @@ inline void* dynamic_smem() {
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() ::convkit::emu::barrier.wait()
 #define CONVKIT_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::convkit::emu::dynamic_smem())
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return static_cast<uint32_t>((uint64_t(a) * b) >> 32); }
