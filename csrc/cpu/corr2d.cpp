@@ -1018,7 +1018,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
-enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col };
+enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
   GradInput gx;
@@ -1048,9 +1048,10 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   const bool stride1 = g.sh == 1 && g.sw == 1;
   const bool lanes = algo == Algo::Direct ||
                      (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatGradWeightChannels)));
-  p.gw = pointwise ? GradWeight::Pointwise
-         : lanes   ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
-                   : GradWeight::Tiled;
+  p.gw = pointwise                ? GradWeight::Pointwise
+         : algo == Algo::Winograd ? GradWeight::Winograd
+         : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
+                                  : GradWeight::Tiled;
   return p;
 }
 
@@ -1113,6 +1114,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   if (do_gx && plan.gx == GradInput::Pointwise) pointwise_grad_input(gy, w, gx, g);  // per-image BLAS
   if (do_gw && plan.gw == GradWeight::Pointwise) pointwise_grad_weight(x, gy, gw, g);
   if (do_gx && plan.gx == GradInput::Winograd) winograd_grad_input_cpu(gy, w, gx, g);
+  if (do_gw && plan.gw == GradWeight::Winograd) winograd_grad_weight_cpu(x, gy, gw, g);
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     if (do_gx && plan.gx == GradInput::Rows)
@@ -1160,6 +1162,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradWeight::Tiled: out.emplace_back("tiled GEMM over positions (grad_weight_tiled)",
                                              std::min<int64_t>(kSharedGyBytes, g.n * g.o * g.ho * g.wo * itemsize) + tiles); break;
     case GradWeight::Im2col: out.emplace_back("BLAS dY cols^T over im2col", cols); break;
+    case GradWeight::Winograd: out.emplace_back("Winograd: G^T (sum of (A dY A^T) . (B^T x B)) G", wino(g.c, g.o, g.ho, g.wo)); break;
   }
   return out;
 }

@@ -44,6 +44,8 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
                           at::Tensor& y);
 // grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g);
+// grad_weight of a 3x3 stride-1 layer: G^T (sum over tiles of (A dY A^T) . (B^T x B)) G. gw preallocated.
+void winograd_grad_weight_cpu(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g);
 
 // The CPU algorithm of forward, grad_input and grad_weight for this call and each one's workspace in bytes
 // (approximate upper bounds), for convkit.explain; throws as corr2d does for an inapplicable algo.

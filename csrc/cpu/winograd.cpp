@@ -208,6 +208,122 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   }
 }
 
+// grad_weight (the transpose of the forward's algebra): y = A^T (U . V) A is linear in U = G g G^T, so
+// dL/dU[xi][o][c] = sum over tiles of Z[xi][o][tile] V[xi][c][tile] with Z = A dY_tile A^T (dY zero past
+// the output's edge), and grad_weight = G^T dL/dU G. Z: a task owns one image, output channel and row of
+// tiles (A down the 4 rows, vectorised along the row, then A along each tile's 4 columns).
+template <typename T>
+void grad_output_transform(const T* gy, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th, int64_t tw, T* z) {
+  const int64_t tiles = nimg * th * tw, wb = 4 * tw;
+  at::parallel_for(0, nimg * g.o * th, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> d(4 * wb), r(6 * wb);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ti = t % th, o = (t / th) % g.o, nl = t / (th * g.o);
+      const T* go = gy + ((n0 + nl) * g.o + o) * g.ho * g.wo;
+      for (int64_t a = 0; a < 4; ++a) {
+        T* da = d.data() + a * wb;
+        const int64_t oh = 4 * ti + a;
+        if (oh >= g.ho) {
+          std::fill(da, da + wb, T(0));
+          continue;
+        }
+        std::copy(go + oh * g.wo, go + (oh + 1) * g.wo, da);
+        std::fill(da + g.wo, da + wb, T(0));
+      }
+      const T *d0 = d.data(), *d1 = d0 + wb, *d2 = d1 + wb, *d3 = d2 + wb;
+      T *r0 = r.data(), *r1 = r0 + wb, *r2 = r1 + wb, *r3 = r2 + wb, *r4 = r3 + wb, *r5 = r4 + wb;
+      for (int64_t col = 0; col < wb; ++col) {  // A (6 x 4) down the rows
+        const T a02 = d0[col] + d2[col], a13 = d1[col] + d3[col];
+        r0[col] = d0[col];
+        r1[col] = a02 + a13;
+        r2[col] = a02 - a13;
+        r3[col] = d0[col] + 2 * d1[col] + 4 * d2[col] + 8 * d3[col];
+        r4[col] = d0[col] - 2 * d1[col] + 4 * d2[col] - 8 * d3[col];
+        r5[col] = d3[col];
+      }
+      const int64_t tile0 = (nl * th + ti) * tw, ls = g.o * tiles;
+      for (int64_t k = 0; k < 6; ++k) {  // A along each tile's 4 columns: z[(k*6 + l)][o][tile]
+        const T* rk = r.data() + k * wb;
+        T* zk = z + (k * 6 * g.o + o) * tiles + tile0;
+        for (int64_t tj = 0; tj < tw; ++tj) {
+          const T* q = rk + 4 * tj;
+          const T a02 = q[0] + q[2], a13 = q[1] + q[3];
+          zk[0 * ls + tj] = q[0];
+          zk[1 * ls + tj] = a02 + a13;
+          zk[2 * ls + tj] = a02 - a13;
+          zk[3 * ls + tj] = q[0] + 2 * q[1] + 4 * q[2] + 8 * q[3];
+          zk[4 * ls + tj] = q[0] - 2 * q[1] + 4 * q[2] - 8 * q[3];
+          zk[5 * ls + tj] = q[3];
+        }
+      }
+    }
+  });
+}
+
+// gw[p][i][j] = (G^T dU_p G)[i][j] for the P = O*Cg kernels, dU[xi][p]; lanes = kernels, as weight_transform.
+template <typename T>
+void weight_grad_transform(const T* du, int64_t P, T* gw) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  at::parallel_for(0, (P + L - 1) / L, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t p0 = blk * L, np = std::min(L, P - p0);
+      V t[3][6];  // G^T dU
+      for (int i = 0; i < 3; ++i)
+        for (int b = 0; b < 6; ++b) t[i][b] = V{};
+      for (int a = 0; a < 6; ++a)
+        for (int b = 0; b < 6; ++b) {
+          V u;
+          const T* src = du + (a * 6 + b) * P + p0;
+          if (np == L)
+            u = vload(src);
+          else
+            for (int64_t l = 0; l < L; ++l) u[l] = l < np ? src[l] : T(0);
+          for (int i = 0; i < 3; ++i)
+            if (kG[a][i] != 0) t[i][b] += T(kG[a][i]) * u;
+        }
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) {
+          V r = V{};
+          for (int b = 0; b < 6; ++b)
+            if (kG[b][j] != 0) r += t[i][b] * T(kG[b][j]);
+          for (int64_t l = 0; l < np; ++l) gw[(p0 + l) * 9 + i * 3 + j] = r[l];
+        }
+    }
+  });
+}
+
+template <typename T>
+void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
+  const auto opts = x.options();
+  const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
+  const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
+  const int64_t nchunk = std::max<int64_t>(1, std::min(g.n, kChunkBytes / std::max<int64_t>(1, img_bytes)));
+  const int64_t batches = 36 * g.groups;
+  T* const dup = wino_workspace<T>(2, 36 * g.o * g.cg);  // dL/dU (36, G, Og, Cg)
+  const at::Tensor du = at::from_blob(dup, {batches, g.og, g.cg}, opts);
+  for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
+    const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
+    T* v = wino_workspace<T>(0, 36 * g.c * tiles);
+    T* z = wino_workspace<T>(1, 36 * g.o * tiles);
+    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
+    grad_output_transform<T>(gy.const_data_ptr<T>(), g, n0, nimg, th, tw, z);
+    const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
+    const at::Tensor zt = at::from_blob(z, {batches, g.og, tiles}, opts);
+    const bool first = n0 == 0;
+    at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {  // chunks in order: deterministic sums
+      for (int64_t i = begin; i < end; ++i) {
+        at::Tensor out = du[i];
+        if (first)
+          at::mm_out(out, zt[i], vt[i].t());
+        else
+          out.addmm_(zt[i], vt[i].t());
+      }
+    });
+  }
+  weight_grad_transform<T>(dup, g.o * g.cg, gw.mutable_data_ptr<T>());
+}
+
 }  // namespace
 
 bool winograd_applies(const ConvGeom& g) {
@@ -240,4 +356,10 @@ void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tens
   winograd_forward_cpu(gy, wt, at::Tensor(), t, gx);
 }
 
+}  // namespace convkit
+
+namespace convkit {
+void winograd_grad_weight_cpu(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_winograd_gw_cpu", [&] { winograd_grad_weight<scalar_t>(x, gy, gw, g); });
+}
 }  // namespace convkit
