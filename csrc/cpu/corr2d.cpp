@@ -6,10 +6,11 @@
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
 //                else <= 16 output channels per group and column stride 1: direct rows (forward_rows);
 //                else implicit GEMM over packed column tiles (forward_tiled)
-//   grad_input   when the forward is Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
+//   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
 //                per-image BLAS; else W^T dY + col2im (grad_input_tiled)
-//   grad_weight  <= 16 output channels per group, or stride 1 and <= 64: positions as vector lanes, from flat
+//   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
+//                <= 16 output channels per group, or stride 1 and <= 64: positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
 //                per-image BLAS; else a tiled GEMM over positions (grad_weight_tiled)
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
@@ -1027,16 +1028,21 @@ struct Plan {
 
 Plan make_plan(const ConvGeom& g, Algo algo) {
   check_cpu_algo(algo, g);
-  if (algo == Algo::Auto && winograd_preferred(g)) algo = Algo::Winograd;
   if (algo == Algo::Im2col) return {Fwd::Im2col, GradInput::Im2col, GradWeight::Im2col};
+  // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
+  // grad_weight has its own measured rule (winograd.cpp).
+  const bool wino = algo == Algo::Winograd;
+  const bool wino_fwd = wino || (algo == Algo::Auto && winograd_preferred(g));
+  const bool wino_gx = (wino || (algo == Algo::Auto && winograd_preferred(g))) && transposed_rows_padding_valid(g);
+  const bool wino_gw = wino || (algo == Algo::Auto && winograd_preferred_grad_weight(g));
   Plan p;
-  p.fwd = algo == Algo::Winograd ? Fwd::Winograd
+  p.fwd = wino_fwd ? Fwd::Winograd
           : (algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g))) ? Fwd::Rows
                                                                                : Fwd::Tiled;
   const bool pointwise = algo == Algo::Auto && is_pointwise(g);
   if (pointwise)
     p.gx = GradInput::Pointwise;
-  else if (algo == Algo::Winograd && transposed_rows_padding_valid(g))
+  else if (wino_gx)
     p.gx = GradInput::Winograd;
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
     p.gx = GradInput::Rows;
@@ -1049,7 +1055,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   const bool lanes = algo == Algo::Direct ||
                      (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatGradWeightChannels)));
   p.gw = pointwise                ? GradWeight::Pointwise
-         : algo == Algo::Winograd ? GradWeight::Winograd
+         : wino_gw                ? GradWeight::Winograd
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
                                   : GradWeight::Tiled;
   return p;

@@ -39,7 +39,8 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).
 struct ConvGeom;
 bool winograd_applies(const ConvGeom& g);
-bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it
+bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it (forward, grad_input)
+bool winograd_preferred_grad_weight(const ConvGeom& g);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
 // grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
