@@ -1,0 +1,810 @@
+"""The compiled backend's corr2d algorithms, each one forced (issue 5): conformance in float64 and float32,
+gradients (gradcheck, gradgradcheck, against torch), opcheck, torch.compile, thread determinism, "auto"
+equal to the path it chooses, the errors of the Python and op-level checks, the eager entry point, and
+edge cases (empty batch, half types, layouts, groups, no bias).
+
+What applies where on CPU: "direct" needs column stride 1; "winograd" needs 3x3, stride 1, dilation 1;
+"auto", "implicit_gemm" and "im2col" take any shape.
+"""
+import functools
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import convkit
+from cases import CONV_CASES, ConvCase
+from conftest import COMPILED_SKIP
+from convkit import functional
+from convkit.functional import _conv_padding, _pair
+
+pytestmark = COMPILED_SKIP
+ops = torch.ops.convkit if hasattr(torch.ops, "convkit") else None
+
+ALGOS = ["auto", "direct", "implicit_gemm", "im2col", "winograd"]
+FORCED = ALGOS[1:]
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+
+
+def applies(algo, k, stride, dilation=1):
+    """Whether `algo` runs this shape on CPU (csrc/cpu/corr2d.cpp check_cpu_algo)."""
+    k, stride, dilation = tuple(k), _pair("", stride, minimum=1), _pair("", dilation, minimum=1)
+    if algo == "direct":
+        return stride[1] == 1
+    if algo == "winograd":
+        return k == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+    return True
+
+
+def case_applies(algo, case):
+    return applies(algo, case.k, case.stride, case.dilation)
+
+
+# Shapes the shared list does not have, for every algorithm: padding past what Winograd's grad_input takes
+# (p > k-1), outputs smaller than one 4x4 tile, widths that are not a multiple of 4, more than 16 channels
+# per group (the direct kernels forced beyond their "auto" range), uneven groups, one channel, 1x1 with
+# stride or padding (not the pointwise BLAS path).
+EXTRA_CASES = [
+    ConvCase("pad3", h=5, w=6, padding=3),
+    ConvCase("big_asym_pad", h=6, w=5, padding=(0, 3, 4, 1)),
+    ConvCase("tiny_no_pad", h=3, w=3),
+    ConvCase("tiny_pad1", n=1, h=2, w=2, padding=1),
+    ConvCase("wide_rows", n=1, c=5, h=4, w=37, o=3, padding=(1, 0, 2, 2)),
+    ConvCase("many_channels", c=20, h=9, w=11, o=40, padding=1),
+    ConvCase("many_in_channels", n=1, c=36, h=8, w=9, o=5, padding=(2, 1, 0, 2)),
+    ConvCase("groups_uneven", c=6, o=9, h=8, w=7, groups=3, padding=1),
+    ConvCase("wino_og_ne_cg", c=6, o=10, h=9, w=10, groups=2, padding=(2, 1, 0, 2)),
+    ConvCase("one_channel", n=3, c=1, h=10, w=9, o=1, padding=1),
+    ConvCase("1x1_s2", k=(1, 1), h=7, w=8, stride=2),
+    ConvCase("1x1_pad1", k=(1, 1), padding=1),
+    ConvCase("5x5_s21", h=9, w=8, k=(5, 5), stride=(2, 1), padding=2),
+]
+ALL_CASES = CONV_CASES + EXTRA_CASES
+ZERO_PAD_CASES = [c for c in ALL_CASES if c.padding_mode == "zeros"]
+
+
+def algo_case_params(cases, algos=ALGOS):
+    return [pytest.param(a, c, id=f"{a}-{c.id}") for a in algos for c in cases if case_applies(a, c)]
+
+
+def conv_op_args(case, requires_grad=True, dtype=torch.float64):
+    """The op's arguments (without algo) for a zero-padding case: (x, w, b, stride, pads, dilation, groups)."""
+    x, w, b = case.inputs(dtype)
+    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
+    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
+    if requires_grad:
+        for t in (x, w, b):
+            if t is not None:
+                t.requires_grad_()
+    return x, w, b, list(stride), list(pads), list(dilation), case.groups
+
+
+def assert_rel_close(got, ref, rel=1e-4):
+    """got within rel * max|ref| of ref everywhere (the issue's float32 accuracy target)."""
+    assert got.shape == ref.shape
+    if ref.numel() == 0:
+        return
+    scale = ref.abs().max().item()
+    err = (got.double() - ref.double()).abs().max().item()
+    assert err <= rel * scale, f"max abs error {err:.3g} > {rel} * max|ref| = {rel * scale:.3g}"
+
+
+def rand(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count a test changes."""
+    old = torch.get_num_threads()
+    yield
+    torch.set_num_threads(old)
+
+
+class OpLog(TorchDispatchMode):
+    """Records the algo argument of every convkit op call that reaches the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is ops.corr2d.default:
+            self.calls.append(("corr2d", args[7] if len(args) > 7 else kwargs.get("algo", "auto")))
+        elif func is ops.corr2d_backward.default:
+            self.calls.append(("corr2d_backward", args[8] if len(args) > 8 else kwargs.get("algo", "auto")))
+        return func(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- 1. conformance
+@pytest.mark.parametrize("algo,case", algo_case_params(ALL_CASES))
+def test_conformance(algo, case):
+    # float64 against the oracle, tight
+    x, w, b = case.inputs()
+    y = convkit.corr2d(x, w, b, backend="compiled", algo=algo, **case.kwargs())
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, case.oracle(x, w, b), **TIGHT)
+    # float32 against the float64 oracle of the same (rounded) values: within 1e-4 of max|reference|
+    x, w, b = case.inputs(torch.float32)
+    y = convkit.corr2d(x, w, b, backend="compiled", algo=algo, **case.kwargs())
+    assert y.dtype == torch.float32
+    assert_rel_close(y, case.oracle(x.double(), w.double(), b.double() if b is not None else None))
+
+
+# Realistic layers (N, C, K, H, W, padding, groups): the accuracy target is met where Winograd's transforms
+# (entries up to 8 and 1/24) would show: 64 channels, several tiles, asymmetric padding and odd sizes.
+LAYERS = {
+    "64ch_14x14": (2, 64, 64, 14, 14, 1, 1),
+    "64ch_28x28": (2, 64, 64, 28, 28, 1, 1),
+    "64ch_13x11_asym": (2, 64, 64, 13, 11, (0, 2, 1, 0), 1),
+    "64ch_15x17_groups4": (2, 64, 64, 15, 17, 1, 4),
+    "depthwise_32": (2, 32, 32, 20, 20, 1, 32),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def layer_data(name):
+    """float32 inputs, and the float64 reference output and gradients computed from exactly those values."""
+    n, c, k, h, w, p, groups = LAYERS[name]
+    x, wt, b = rand(n, c, h, w, seed=1).float(), rand(k, c // groups, 3, 3, seed=2).float(), rand(k, seed=3).float()
+    pads = (p,) * 4 if isinstance(p, int) else p
+    xd, wd, bd = (t.double().requires_grad_() for t in (x, wt, b))
+    ref = F.conv2d(F.pad(xd, (pads[2], pads[3], pads[0], pads[1])), wd, bd, 1, 0, 1, groups)
+    gy = rand(*ref.shape, seed=4).float()
+    ref_grads = torch.autograd.grad(ref, (xd, wd, bd), gy.double())
+    return (x, wt, b, p, groups, gy), ref.detach(), ref_grads
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("algo", ALGOS)
+def test_float32_accuracy_realistic_layers(algo, layer):
+    (x, wt, b, p, groups, gy), ref, ref_grads = layer_data(layer)
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, wt, b))
+    y = convkit.corr2d(xg, wg, bg, 1, p, 1, groups, backend="compiled", algo=algo)
+    assert y.dtype == torch.float32
+    assert_rel_close(y, ref)
+    for got, want in zip(torch.autograd.grad(y, (xg, wg, bg), gy), ref_grads):
+        assert got.dtype == torch.float32
+        assert_rel_close(got, want)
+    with torch.no_grad():  # the eager entry point (no autograd) computes the same
+        assert torch.equal(convkit.corr2d(x, wt, b, 1, p, 1, groups, backend="compiled", algo=algo), y)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_winograd_image_chunks(algo):
+    # float64, C = O = 8, 170x170: 43*43 tiles of 36 * 16 values per image, more than half of Winograd's
+    # 16 MiB chunk, so each image is its own chunk (three chunks, offsets n0 = 1, 2); the same for its
+    # grad_input (C and O swapped).
+    x, wt, b = rand(3, 8, 170, 170, seed=5), rand(8, 8, 3, 3, seed=6), rand(8, seed=7)
+    for t in (x, wt, b):
+        t.requires_grad_()
+    y = convkit.corr2d(x, wt, b, 1, 1, backend="compiled", algo=algo)
+    ref = F.conv2d(x, wt, b, 1, 1)
+    torch.testing.assert_close(y, ref, **TIGHT)
+    gy = rand(*ref.shape, seed=8)
+    for got, want in zip(torch.autograd.grad(y, (x, wt, b), gy), torch.autograd.grad(ref, (x, wt, b), gy)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- 2. gradients
+GRADCHECK_CASES = [
+    ConvCase("gc_pad1", n=1, c=2, h=5, w=4, o=2, padding=1),
+    ConvCase("gc_asym_groups", n=1, c=4, h=6, w=5, o=4, groups=2, padding=(0, 2, 1, 0)),
+    ConvCase("gc_pad3", n=1, c=2, h=4, w=4, o=3, padding=3),  # past k-1: grad_input not by rows / Winograd
+    ConvCase("gc_depthwise", n=2, c=3, h=5, w=5, o=3, groups=3, padding=1, bias=False),
+    ConvCase("gc_stride2_asym", n=2, c=2, h=5, w=5, o=3, k=(2, 3), stride=2, padding=(0, 1, 1, 0)),
+    ConvCase("gc_stride21_dil", n=1, c=4, h=6, w=7, o=2, k=(2, 3), stride=(2, 1), dilation=(1, 2), padding=1,
+             groups=2),
+]
+GRADGRAD_IDS = ("gc_asym_groups", "gc_stride21_dil")
+
+
+@pytest.mark.parametrize("algo,case", algo_case_params(GRADCHECK_CASES))
+def test_gradcheck(threads, algo, case):
+    # the full Jacobian on the smallest case; elsewhere fast mode (random projections u^T J v, which catch
+    # any wrong entry with probability 1) keeps the file's runtime down. One thread: hundreds of tiny calls,
+    # each fork/join of the thread pool would cost more than the arithmetic (the thread split is tested on
+    # every other test).
+    torch.set_num_threads(1)
+    x, w, b = case.inputs()
+    inputs = tuple(t.requires_grad_() for t in (x, w, b) if t is not None)
+    f = lambda *t: convkit.corr2d(*t, backend="compiled", algo=algo, **case.kwargs())  # noqa: E731
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=case.id != "gc_pad1")
+    if case.id in GRADGRAD_IDS:
+        assert torch.autograd.gradgradcheck(f, inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_has_a_gradgradcheck(algo):
+    # the list above gives every algorithm at least one double-backward check
+    assert any(case_applies(algo, c) for c in GRADCHECK_CASES if c.id in GRADGRAD_IDS)
+
+
+def _grads(out, inputs, seed=3):
+    gy = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    return torch.autograd.grad(out, [t for t in inputs if t is not None], gy)
+
+
+@pytest.mark.parametrize("algo,case", algo_case_params(ALL_CASES))
+def test_grads_match_torch(algo, case):
+    x, w, b = case.inputs()
+    for t in (x, w, b):
+        if t is not None:
+            t.requires_grad_()
+    got = _grads(convkit.corr2d(x, w, b, backend="compiled", algo=algo, **case.kwargs()), (x, w, b))
+    want = _grads(case.oracle(x, w, b), (x, w, b))
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, **TIGHT)
+
+
+@pytest.mark.parametrize("algo", FORCED)
+def test_autograd_passes_algo_to_every_op(algo):
+    # forward, backward and double backward all run the forced algorithm (register_autograd keeps it)
+    case = GRADCHECK_CASES[1]
+    x, w, b, *conf = conv_op_args(case)
+    with OpLog() as log:
+        y = convkit.corr2d(x, w, b, conf[0], conf[1], conf[2], conf[3], backend="compiled", algo=algo)
+        gy = torch.ones_like(y).requires_grad_()
+        gx, gw, gb = torch.autograd.grad(y, (x, w, b), gy, create_graph=True)
+        torch.autograd.grad((gx.square().sum() + gw.square().sum()), (x, w, gy))
+    names = [name for name, _ in log.calls]
+    assert names.count("corr2d") >= 2 and names.count("corr2d_backward") >= 2, log.calls
+    assert all(a == algo for _, a in log.calls), log.calls
+
+
+_TILE_SPLIT_SCRIPT = r"""
+import torch, torch.nn.functional as F, convkit
+for threads in (2, 3):
+    torch.set_num_threads(threads)
+    for dtype in (torch.float32, torch.float64):
+        for o in (40, 72, 144):
+            for algo in ("implicit_gemm", "auto"):
+                print(f"grad_weight: x (2, 3, 8, 8) w ({o}, 3, 3, 3) {dtype} algo={algo} threads={threads}",
+                      flush=True)
+                g = torch.Generator().manual_seed(o)
+                x = torch.randn(2, 3, 8, 8, generator=g, dtype=dtype)
+                w = torch.randn(o, 3, 3, 3, generator=g, dtype=dtype, requires_grad=True)
+                y = convkit.corr2d(x, w, None, 1, 1, backend="compiled", algo=algo)
+                (gw,) = torch.autograd.grad(y, w, torch.ones_like(y))
+                (ref,) = torch.autograd.grad(F.conv2d(x, w, None, 1, 1), w, torch.ones_like(y))
+                torch.testing.assert_close(gw, ref, rtol=1e-4, atol=1e-3)
+print("all ok")
+"""
+
+
+def test_grad_weight_output_tile_split_in_a_subprocess():
+    # grad_weight's tiled kernel (implicit_gemm; auto beyond 64 output channels, or 16 with stride != 1) with
+    # fewer rows K = Cg*kh*kw (27 here) than output channels splits the work over tiles of two vectors of
+    # output channels (8: float64 on AVX2; 16: float32 on AVX2 or float64 on AVX-512; 32: float32 on AVX-512).
+    # 40, 72 and 144 channels make 5 such tiles, which 2 threads split four ways (2 tiles a task): the last
+    # task starts past the last tile. Run in a subprocess: a crash there fails this test instead of killing
+    # the test run.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", _TILE_SPLIT_SCRIPT], capture_output=True, text=True, timeout=300,
+                       cwd=root)
+    last = r.stdout.strip().splitlines()[-1:] or ["(nothing)"]
+    assert r.returncode == 0 and "all ok" in r.stdout, \
+        f"exit status {r.returncode} at: {last[0]}\n{r.stderr[-2000:]}"
+
+
+# --------------------------------------------------------------------------- 3. opcheck
+# the full opcheck (with the AOT dispatch test): two cases per algorithm, the first also for the backward op
+OPCHECK_IDS = {"auto": ("stride21_pad10", "groups2"), "direct": ("asym_pad", "stride21_pad10"),
+               "implicit_gemm": ("dilation_12", "groups2"), "im2col": ("dilation_12", "asym_pad"),
+               "winograd": ("groups2", "asym_pad")}
+CASES_BY_ID = {c.id: c for c in ZERO_PAD_CASES}
+
+
+def _first_two(algo):
+    cases = [CASES_BY_ID[i] for i in OPCHECK_IDS[algo]]
+    assert all(case_applies(algo, c) for c in cases)
+    return cases
+
+
+@pytest.mark.parametrize("algo,case", [pytest.param(a, c, id=f"{a}-{c.id}") for a in ALGOS for c in _first_two(a)])
+def test_opcheck_corr2d(algo, case):
+    torch.library.opcheck(ops.corr2d.default, (*conv_op_args(case), algo))
+
+
+# the cheap parts of opcheck (all but the AOT dispatch, which costs ~0.5 s a call) on more cases
+CHEAP_OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
+
+
+@pytest.mark.parametrize("algo,case", algo_case_params(
+    [c for c in ZERO_PAD_CASES if c.id in ("dilation2", "depthwise", "no_bias", "batch0", "channels_last",
+                                            "same_s2", "big_asym_pad")]))
+def test_opcheck_cheap_parts(algo, case):
+    x, w, b, *conf = conv_op_args(case)
+    torch.library.opcheck(ops.corr2d.default, (x, w, b, *conf, algo), test_utils=CHEAP_OPCHECK)
+    gy = torch.randn_like(ops.corr2d(x, w, b, *conf, algo)).requires_grad_()
+    torch.library.opcheck(ops.corr2d_backward.default, (gy, x, w, *conf, [True, True, b is not None], algo),
+                          test_utils=CHEAP_OPCHECK)
+
+
+@pytest.mark.parametrize("algo,case,mask", [
+    pytest.param(a, c, m, id=f"{a}-{c.id}-{''.join('1' if v else '0' for v in m)}")
+    for i, a in enumerate(ALGOS) for c in _first_two(a)[:1]
+    for m in ([True, True, True], [[True, False, False], [False, True, True], [True, True, False]][i % 3])])
+def test_opcheck_corr2d_backward(algo, case, mask):
+    x, w, b, *conf = conv_op_args(case)
+    gy = torch.randn_like(ops.corr2d(x, w, b, *conf, algo)).requires_grad_()
+    # the AOT dispatch test (the slow part) with the full mask; the partial masks without it
+    utils = None if all(mask) else CHEAP_OPCHECK
+    torch.library.opcheck(ops.corr2d_backward.default, (gy, x, w, *conf, mask, algo),
+                          **({} if utils is None else dict(test_utils=utils)))
+
+
+# --------------------------------------------------------------------------- 4. torch.compile
+class TwoConvs(torch.nn.Module):
+    def __init__(self, algo):
+        super().__init__()
+        self.c1 = convkit.nn.Conv2d(3, 8, 3, padding=1, backend="compiled", algo=algo)
+        self.c2 = convkit.nn.Conv2d(8, 8, 3, padding=(0, 2, 1, 0), groups=2, backend="compiled", algo=algo)
+        self.fc = torch.nn.Linear(8 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(self.c2(torch.tanh(self.c1(x))).flatten(1))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_torch_compile_fullgraph_matches_eager(algo):
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append(gm)
+        return make_boxed_func(gm.forward)
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = TwoConvs(algo).double()
+    x = torch.randn(2, 3, 8, 9, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True, backend=aot_autograd(fw_compiler=keep, bw_compiler=keep))
+    params = [x, *model.parameters()]
+    out_c = compiled(x)
+    grads_c = torch.autograd.grad(out_c.square().sum(), params)
+    out_e = model(x)
+    grads_e = torch.autograd.grad(out_e.square().sum(), params)
+    torch.testing.assert_close(out_c, out_e)
+    for a, b in zip(grads_c, grads_e):
+        torch.testing.assert_close(a, b)
+    # the traced forward and backward graphs call the ops with the algorithm
+    nodes = [n for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
+    fwd = [n for n in nodes if n.target is ops.corr2d.default]
+    bwd = [n for n in nodes if n.target is ops.corr2d_backward.default]
+    assert len(fwd) == 2 and len(bwd) == 2
+    for n in fwd:
+        assert (n.args[7] if len(n.args) > 7 else n.kwargs.get("algo", "auto")) == algo
+    for n in bwd:
+        assert (n.args[8] if len(n.args) > 8 else n.kwargs.get("algo", "auto")) == algo
+    torch._dynamo.reset()
+
+
+def test_torch_compile_inductor_every_algo_in_one_model():
+    # one inductor compile (they are slow on 2 cores) of a model with a layer per algorithm
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        convkit.nn.Conv2d(2, 4, 3, padding=1, backend="compiled", algo="direct"), torch.nn.ReLU(),
+        convkit.nn.Conv2d(4, 8, 3, padding=1, backend="compiled", algo="winograd"), torch.nn.ReLU(),
+        convkit.nn.Conv2d(8, 8, 3, stride=2, padding=1, backend="compiled", algo="implicit_gemm"),
+        convkit.nn.Conv2d(8, 6, (2, 3), stride=(2, 1), backend="compiled", algo="im2col"),
+        convkit.nn.Conv2d(6, 4, 3, padding="same", backend="compiled", algo="auto"))
+    x = torch.randn(2, 2, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x))
+    torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------- 5. thread determinism
+# (N, C, O, H, W, k, stride, padding, groups): big enough that every kernel splits its work between threads.
+THREAD_SHAPES = [
+    (3, 24, 32, 23, 19, 3, 1, 1, 1),          # Winograd's chosen range; > 16 channels: tiled kernels
+    (2, 8, 12, 21, 22, 3, 1, (0, 2, 1, 0), 2),  # few channels: rows and lanes kernels
+    (2, 16, 20, 17, 18, 3, (2, 1), 1, 1),
+    (2, 8, 16, 15, 16, 3, 2, (1, 0, 2, 1), 2),
+    (2, 12, 12, 14, 13, 3, 1, 1, 12),         # depthwise
+]
+
+
+def _run_threads(algo, shape, nthreads):
+    n, c, o, h, w, k, stride, padding, groups = shape
+    x = rand(n, c, h, w, seed=11, dtype=torch.float32).requires_grad_()
+    wt = rand(o, c // groups, k, k, seed=12, dtype=torch.float32).requires_grad_()
+    b = rand(o, seed=13, dtype=torch.float32).requires_grad_()
+    torch.set_num_threads(nthreads)
+    y = convkit.corr2d(x, wt, b, stride, padding, 1, groups, backend="compiled", algo=algo)
+    grads = torch.autograd.grad(y, (x, wt, b), rand(*y.shape, seed=14, dtype=torch.float32))
+    with torch.no_grad():
+        y_infer = convkit.corr2d(x, wt, b, stride, padding, 1, groups, backend="compiled", algo=algo)
+    return (y, *grads, y_infer)
+
+
+def _thread_params(algos):
+    return [pytest.param(a, s, id=f"{a}-{i}") for a in algos for i, s in enumerate(THREAD_SHAPES)
+            if applies(a, (s[5], s[5]), s[6])]
+
+
+@pytest.mark.parametrize("algo,shape", _thread_params(["auto", "direct", "implicit_gemm", "winograd"]))
+def test_thread_counts_give_identical_results(threads, algo, shape):
+    one, two = _run_threads(algo, shape, 1), _run_threads(algo, shape, 2)
+    for name, r1, r2 in zip(("output", "grad_input", "grad_weight", "grad_bias", "eager output"), one, two):
+        assert torch.equal(r1, r2), f"{name} differs between 1 and 2 threads"
+
+
+@pytest.mark.parametrize("algo,shape", _thread_params(["im2col"]))
+def test_thread_counts_im2col_close(threads, algo, shape):
+    # im2col is the textbook path on ATen's im2col/col2im and BLAS matmul: BLAS may block its reductions
+    # differently per thread count, so it is not bitwise deterministic by design; only close.
+    one, two = _run_threads(algo, shape, 1), _run_threads(algo, shape, 2)
+    for r1, r2 in zip(one, two):
+        torch.testing.assert_close(r1, r2, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- 6. "auto" equals its chosen path
+def winograd_rule(n, cg, og, ho, wo):
+    """What the issue specifies auto picks Winograd for (3x3, stride 1, dilation 1 assumed)."""
+    tiles = n * -(-ho // 4) * -(-wo // 4)
+    return cg >= 8 and og >= 8 and tiles >= 32 and tiles * 8192 >= og * cg
+
+
+@pytest.mark.parametrize("shape", [
+    # (N, C, O, H, W, padding, groups, expected choice)
+    (2, 16, 16, 32, 32, 1, 1, "winograd"),
+    (2, 16, 16, 16, 16, 1, 1, "winograd"),         # exactly 32 tiles
+    (2, 8, 8, 32, 32, 1, 1, "winograd"),           # exactly 8 channels per group both ways
+    (2, 32, 32, 16, 16, 1, 2, "winograd"),         # 16 per group
+    (2, 40, 48, 18, 18, (0, 2, 1, 0), 1, "winograd"),
+    (2, 16, 16, 16, 12, 1, 1, "direct"),           # 24 tiles; <= 16 output channels: rows
+    (1, 16, 16, 20, 20, 1, 1, "direct"),           # 25 tiles
+    (2, 7, 8, 32, 32, 1, 1, "direct"),             # 7 input channels
+    (2, 8, 7, 32, 32, 1, 1, "direct"),             # 7 output channels
+    (2, 16, 32, 16, 16, 1, 4, "direct"),           # 4 input channels per group
+    (1, 32, 32, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles; > 16 output channels: tiled
+])
+def test_auto_forward_equals_its_chosen_algorithm(shape):
+    n, c, o, h, w, p, groups, expected = shape
+    pads = (p,) * 4 if isinstance(p, int) else p
+    assert winograd_rule(n, c // groups, o // groups, h + pads[0] + pads[1] - 2,
+                         w + pads[2] + pads[3] - 2) == (expected == "winograd")
+    x = rand(n, c, h, w, seed=21, dtype=torch.float32)
+    wt = rand(o, c // groups, 3, 3, seed=22, dtype=torch.float32)
+    b = rand(o, seed=23, dtype=torch.float32)
+    ys = {a: ops.corr2d(x, wt, b, [1, 1], list(pads), [1, 1], groups, a) for a in ALGOS}
+    assert torch.equal(ys["auto"], ys[expected])
+    # the comparison can tell the paths apart: Winograd rounds differently from the direct kernels
+    other = "direct" if expected == "winograd" else "winograd"
+    assert not torch.equal(ys[expected], ys[other])
+    with torch.no_grad():  # the public API and the eager entry point choose the same
+        assert torch.equal(convkit.corr2d(x, wt, b, 1, p, 1, groups, backend="compiled"), ys[expected])
+
+
+@pytest.mark.parametrize("shape", [
+    # (N, C, O, H, W, stride, padding, groups): <= 16 channels per group, not 1x1: auto's backward is direct's
+    (2, 3, 4, 11, 10, 1, 1, 1),
+    (2, 8, 12, 21, 22, (2, 1), (0, 2, 1, 0), 2),
+    (1, 6, 6, 9, 9, 1, 3, 6),
+])
+def test_auto_equals_direct_on_few_channels(shape):
+    n, c, o, h, w, stride, p, groups = shape
+    x = rand(n, c, h, w, seed=31, dtype=torch.float32).requires_grad_()
+    wt = rand(o, c // groups, 3, 3, seed=32, dtype=torch.float32).requires_grad_()
+    b = rand(o, seed=33, dtype=torch.float32).requires_grad_()
+    res = {}
+    for a in ("auto", "direct", "implicit_gemm"):
+        y = convkit.corr2d(x, wt, b, stride, p, 1, groups, backend="compiled", algo=a)
+        res[a] = (y, *torch.autograd.grad(y, (x, wt, b), rand(*y.shape, seed=34, dtype=torch.float32)))
+    for name, r_auto, r_direct in zip(("output", "grad_input", "grad_weight", "grad_bias"), res["auto"],
+                                      res["direct"]):
+        assert torch.equal(r_auto, r_direct), name
+    # and the check discriminates: the tiled kernels round differently somewhere
+    assert not all(torch.equal(a, b) for a, b in zip(res["direct"][:3], res["implicit_gemm"][:3]))
+
+
+def test_auto_on_a_winograd_layer_forward_and_backward():
+    # auto's forward is Winograd here (bitwise); its backward, whatever it chooses per direction, and forced
+    # Winograd's backward (grad_input by Winograd on the flipped weights) meet the float32 accuracy target.
+    x = rand(2, 16, 32, 32, seed=41, dtype=torch.float32).requires_grad_()
+    wt = rand(16, 16, 3, 3, seed=42, dtype=torch.float32).requires_grad_()
+    b = rand(16, seed=43, dtype=torch.float32).requires_grad_()
+    gy = rand(2, 16, 32, 32, seed=44, dtype=torch.float32)
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, wt, b))
+    ref = F.conv2d(xd, wd, bd, 1, 1)
+    ref_grads = torch.autograd.grad(ref, (xd, wd, bd), gy.double())
+    res = {}
+    for a in ("auto", "winograd", "direct"):
+        y = convkit.corr2d(x, wt, b, 1, 1, backend="compiled", algo=a)
+        res[a] = (y, *torch.autograd.grad(y, (x, wt, b), gy))
+        for name, got, want in zip(("output", "grad_input", "grad_weight", "grad_bias"), res[a],
+                                   (ref, *ref_grads)):
+            assert_rel_close(got, want)
+    assert torch.equal(res["auto"][0], res["winograd"][0])
+    # Winograd's grad_input is not the rows kernel's
+    assert not torch.equal(res["winograd"][1], res["direct"][1])
+
+
+# --------------------------------------------------------------------------- 7. errors
+X = torch.randn(1, 4, 8, 8)
+W = torch.randn(2, 4, 3, 3)
+W5 = torch.randn(2, 4, 5, 5)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: convkit.corr2d(X, W, algo="bogus"), "algo must be one of 'auto', 'direct'.*got 'bogus'"),
+    (lambda: convkit.corr2d(X, W, backend="compiled", algo="Direct"), "algo must be one of.*got 'Direct'"),
+    (lambda: convkit.corr2d(X, W, backend="unfold", algo="direct"),
+     "algo='direct' chooses an algorithm of the compiled backend.*'unfold'"),
+    (lambda: convkit.corr2d(X, W, backend="torch", algo="winograd"), "algo='winograd' .*compiled backend.*'torch'"),
+    (lambda: convkit.corr2d(X, W, backend="naive", algo="im2col"), "algo='im2col' .*compiled backend.*'naive'"),
+    (lambda: convkit.corr2d(X, W, stride=(1, 2), backend="compiled", algo="direct"),
+     r"algo='direct'.*column stride of 1.*\(1, 2\)"),
+    (lambda: convkit.corr2d(X, W, stride=2, algo="direct"), r"algo='direct'.*column stride of 1"),
+    (lambda: convkit.corr2d(X, W5, backend="compiled", algo="winograd"),
+     r"algo='winograd'.*3x3 kernel, stride 1 and dilation 1.*\(5, 5\)"),
+    (lambda: convkit.corr2d(X, torch.randn(2, 4, 3, 1), algo="winograd"), r"algo='winograd'.*\(3, 1\)"),
+    (lambda: convkit.corr2d(X, W, stride=(2, 1), backend="compiled", algo="winograd"),
+     r"algo='winograd'.*stride \(2, 1\)"),
+    (lambda: convkit.corr2d(X, W, dilation=2, backend="compiled", algo="winograd"),
+     r"algo='winograd'.*dilation \(2, 2\)"),
+    (lambda: convkit.corr2d(X.clone().requires_grad_(), W5, backend="compiled", algo="winograd"), "algo='winograd'"),
+    (lambda: convkit.corr2d(X, W5, padding=(1, 0), padding_mode="reflect", backend="compiled", algo="winograd"),
+     "algo='winograd'"),
+    (lambda: convkit.nn.Conv2d(4, 2, 3, algo="bogus"), "algo must be one of.*got 'bogus'"),
+    (lambda: convkit.nn.Conv2d(4, 2, 5, backend="compiled", algo="winograd")(X), "algo='winograd'"),
+    (lambda: convkit.nn.Conv2d(4, 2, 3, backend="unfold", algo="direct")(X), "algo='direct'.*'unfold'"),
+    (lambda: convkit.nn.Conv2d(4, 2, 3, stride=(1, 2), algo="direct")(X), "algo='direct'.*column stride"),
+])
+def test_python_algo_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_algo_not_implemented_on_the_device(monkeypatch):
+    # a device whose build lacks an algorithm (CUDA has no im2col / Winograd)
+    with pytest.raises(ValueError, match="algo='winograd' is not implemented on cuda.*'implicit_gemm'"):
+        functional._check_algo("winograd", "compiled", torch.device("cuda"), (3, 3), (1, 1), (1, 1))
+    monkeypatch.setitem(functional._DEVICE_ALGOS, "cpu", ("auto", "direct", "implicit_gemm"))
+    with pytest.raises(ValueError, match="algo='im2col' is not implemented on cpu"):
+        # requires_grad: the checked path (the eager entry point has the C++ kernel's own list)
+        convkit.corr2d(X.clone().requires_grad_(), W, backend="compiled", algo="im2col")
+
+
+def test_allowed_algos_do_not_raise():
+    # the boundaries of the checks: row stride with direct, any padding and groups with Winograd
+    ref = F.conv2d(X, W, None, (2, 1), 1)
+    torch.testing.assert_close(convkit.corr2d(X, W, stride=(2, 1), padding=1, algo="direct"), ref)
+    xg, wg = torch.randn(1, 4, 7, 6), torch.randn(6, 2, 3, 3)
+    ref = F.conv2d(F.pad(xg, (3, 0, 0, 4)), wg, None, 1, 0, 1, 2)
+    torch.testing.assert_close(convkit.corr2d(xg, wg, None, 1, (0, 4, 3, 0), 1, 2, algo="winograd"), ref)
+    m = convkit.nn.Conv2d(4, 2, 3, algo="winograd")
+    assert m.algo == "winograd" and "algo='winograd'" in repr(m)
+    torch.testing.assert_close(m(X), F.conv2d(X, m.weight, m.bias))
+
+
+def _op_call(algo, stride=(1, 1), k=3, dilation=(1, 1), backward=False):
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(2, 4, k, k)
+    conf = ([*stride], [0, 0, 0, 0], [*dilation], 1)
+    if backward:
+        ho = (8 - dilation[0] * (k - 1) - 1) // stride[0] + 1
+        wo = (8 - dilation[1] * (k - 1) - 1) // stride[1] + 1
+        return lambda: ops.corr2d_backward(torch.randn(1, 2, ho, wo), x, w, *conf, [True, True, True], algo)
+    return lambda: ops.corr2d(x, w, None, *conf, algo)
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["corr2d", "corr2d_backward"])
+@pytest.mark.parametrize("kw,match", [
+    (dict(algo="bogus"), "algo must be one of 'auto', 'direct', 'implicit_gemm', 'im2col', 'winograd', got 'bogus'"),
+    (dict(algo=""), "algo must be one of .* got ''"),
+    (dict(algo="direct", stride=(1, 2)), r"algo='direct'.*column stride of 1, got stride \(1, 2\)"),
+    (dict(algo="winograd", k=5), r"algo='winograd'.*needs a 3x3 kernel.*got kernel \(5, 5\)"),
+    (dict(algo="winograd", stride=(1, 2)), r"algo='winograd'.*stride \(1, 2\)"),
+    (dict(algo="winograd", dilation=(2, 1)), r"algo='winograd'.*dilation \(2, 1\)"),
+])
+def test_op_level_algo_checks(kw, match, backward):
+    with pytest.raises(RuntimeError, match=match):
+        _op_call(backward=backward, **kw)()
+
+
+def test_op_level_checks_run_on_an_empty_batch():
+    x, w = torch.randn(0, 4, 8, 8), torch.randn(2, 4, 5, 5)
+    with pytest.raises(RuntimeError, match="algo='winograd'"):
+        ops.corr2d(x, w, None, [1, 1], [0, 0, 0, 0], [1, 1], 1, "winograd")
+    with pytest.raises(RuntimeError, match="got 'bogus'"):
+        ops.corr2d(x, w, None, [1, 1], [0, 0, 0, 0], [1, 1], 1, "bogus")
+
+
+# --------------------------------------------------------------------------- 8. the eager entry point
+@pytest.mark.parametrize("algo", ALGOS)
+def test_corr2d_infer_takes_algo(algo):
+    ck = functional._CK
+    x, w, b = rand(2, 6, 11, 9, seed=51, dtype=torch.float32), rand(10, 3, 3, 3, seed=52, dtype=torch.float32), \
+        rand(10, seed=53, dtype=torch.float32)
+    y = ck.corr2d_infer(x, w, b, 1, (0, 2, 1, 0), 1, 2, algo)
+    assert y is not NotImplemented
+    assert torch.equal(y, ops.corr2d(x, w, b, [1, 1], [0, 2, 1, 0], [1, 1], 2, algo))
+    assert torch.equal(ck.corr2d_infer(x, w, None, (1, 1), (1, 2), [1, 1], 2, algo),
+                       ops.corr2d(x, w, None, [1, 1], [1, 1, 2, 2], [1, 1], 2, algo))
+    assert_rel_close(y, F.conv2d(F.pad(x.double(), (1, 0, 0, 2)), w.double(), b.double(), 1, 0, 1, 2))
+
+
+def test_corr2d_infer_refuses_bad_algo():
+    ck = functional._CK
+    x, w = torch.randn(2, 3, 9, 10), torch.randn(4, 3, 3, 3)
+
+    class Str(str):
+        pass
+
+    assert ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "winograd") is not NotImplemented
+    refused = [
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, 1),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, None),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, b"direct"),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, Str("direct")),  # exact str only
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "bogus"),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "Winograd"),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "\udcff"),  # not encodable as UTF-8
+        lambda: ck.corr2d_infer(x, w, None, (1, 2), 1, 1, 1, "direct"),
+        lambda: ck.corr2d_infer(x, w, None, 2, 1, 1, 1, "winograd"),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 2, 1, "winograd"),
+        lambda: ck.corr2d_infer(x, torch.randn(4, 3, 5, 5), None, 1, 1, 1, 1, "winograd"),
+        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "direct", "extra"),
+    ]
+    for i, call in enumerate(refused):
+        assert call() is NotImplemented, i
+    # no Python error is left set after a refusal
+    assert torch.equal(ck.corr2d_infer(x, w, None, 1, 1, 1, 1), ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "auto"))
+
+
+@pytest.mark.parametrize("algo", FORCED)
+def test_public_api_passes_algo_to_the_eager_entry_point(monkeypatch, algo):
+    calls = []
+    real = functional._CK
+
+    class Spy:
+        def corr2d_infer(self, *args):
+            calls.append(args)
+            return real.corr2d_infer(*args)
+
+    monkeypatch.setattr(functional, "_CK", Spy())
+    y = convkit.corr2d(X, W, None, 1, 1, algo=algo)
+    assert len(calls) == 1 and calls[0][7] == algo
+    assert torch.equal(y, ops.corr2d(X, W, None, [1, 1], [1, 1, 1, 1], [1, 1], 1, algo))
+
+
+# --------------------------------------------------------------------------- 9. edge cases per algo
+@pytest.mark.parametrize("algo", ALGOS)
+def test_empty_batch(algo):
+    x = torch.randn(0, 4, 9, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    # a non-empty call first, so that any workspace kept between calls holds other values
+    x1 = torch.randn(2, 4, 9, 8, dtype=torch.float64)
+    y1 = ops.corr2d(x1, w.detach(), None, [1, 1], [1, 0, 2, 1], [1, 1], 2, algo)
+    ops.corr2d_backward(torch.randn_like(y1), x1, w.detach(), [1, 1], [1, 0, 2, 1], [1, 1], 2,
+                        [True, True, True], algo)
+    y = convkit.corr2d(x, w, b, 1, (1, 0, 2, 1), 1, 2, backend="compiled", algo=algo)
+    assert y.shape == (0, 6, 8, 9)
+    gx, gw, gb = torch.autograd.grad(y, (x, w, b), torch.ones_like(y))
+    assert gx.shape == x.shape
+    assert torch.equal(gw, torch.zeros_like(w)), f"grad_weight of an empty batch is not zero: max |gw| = " \
+        f"{gw.abs().max().item():.3g}"
+    assert torch.equal(gb, torch.zeros_like(b))
+    with torch.no_grad():
+        assert convkit.corr2d(x, w, b, 1, (1, 0, 2, 1), 1, 2, backend="compiled", algo=algo).shape == (0, 6, 8, 9)
+    gx, gw, gb = ops.corr2d_backward(torch.zeros(0, 6, 8, 9, dtype=torch.float64), x.detach(), w.detach(), [1, 1],
+                                     [1, 0, 2, 1], [1, 1], 2, [True, True, True], algo)
+    assert gx.shape == x.shape and torch.equal(gw, torch.zeros_like(w)) and torch.equal(gb, torch.zeros_like(b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("algo", ALGOS)
+def test_half_types_computed_in_float32(algo, dtype):
+    x = rand(2, 8, 10, 9, seed=61).to(dtype)
+    w = rand(12, 4, 3, 3, seed=62).to(dtype)
+    b = rand(12, seed=63).to(dtype)
+    conf = ([1, 1], [1, 0, 2, 1], [1, 1], 2)
+    y = ops.corr2d(x, w, b, *conf, algo)
+    assert y.dtype == dtype
+    # computed in float32 from the same values and rounded once at the end
+    y32 = ops.corr2d(x.float(), w.float(), b.float(), *conf, algo)
+    assert torch.equal(y, y32.to(dtype))
+    tol = 1e-2 if dtype == torch.float16 else 2e-2
+    assert_rel_close(y, F.conv2d(F.pad(x.double(), (2, 1, 1, 0)), w.double(), b.double(), 1, 0, 1, 2), rel=tol)
+    with torch.no_grad():  # the public API (eager entry point) keeps the dtype too
+        assert torch.equal(convkit.corr2d(x, w, b, 1, (1, 0, 2, 1), 1, 2, backend="compiled", algo=algo), y)
+    gy = rand(*y.shape, seed=64).to(dtype)
+    grads = ops.corr2d_backward(gy, x, w, *conf, [True, True, True], algo)
+    grads32 = ops.corr2d_backward(gy.float(), x.float(), w.float(), *conf, [True, True, True], algo)
+    for g, g32, t in zip(grads, grads32, (x, w, b)):
+        assert g.dtype == dtype and g.shape == t.shape
+        assert torch.equal(g, g32.to(dtype))
+    # and through autograd
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+    yr = convkit.corr2d(xr, wr, br, 1, (1, 0, 2, 1), 1, 2, backend="compiled", algo=algo)
+    assert torch.equal(yr, y)
+    for g, g_op in zip(torch.autograd.grad(yr, (xr, wr, br), gy), grads):
+        assert g.dtype == dtype and torch.equal(g, g_op)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_layouts(algo):
+    # channels_last and non-contiguous (transposed, channel-sliced) inputs and weights, a strided bias
+    x = rand(2, 6, 10, 11, seed=71)
+    w = rand(8, 3, 3, 3, seed=72)
+    b = rand(16, seed=73)[::2]
+    layouts = {
+        "channels_last_x": (x.contiguous(memory_format=torch.channels_last), w),
+        "transposed_x": (x.transpose(2, 3).contiguous().transpose(2, 3), w),
+        "channel_sliced_x": (torch.cat([x, x], dim=1)[:, ::2], w),
+        "channels_last_w": (x, w.contiguous(memory_format=torch.channels_last)),
+        "transposed_w": (x, w.transpose(2, 3).contiguous().transpose(2, 3)),
+    }
+    for name, (xl, wl) in layouts.items():
+        assert not (xl.is_contiguous() and wl.is_contiguous()), name
+        ref = F.conv2d(xl, wl, b, 1, 1, 1, 2)
+        with torch.no_grad():
+            torch.testing.assert_close(convkit.corr2d(xl, wl, b, 1, 1, 1, 2, backend="compiled", algo=algo), ref,
+                                       **TIGHT, msg=lambda m: f"{name}: {m}")
+        xg, wg = xl.clone().requires_grad_(), wl.clone().requires_grad_()
+        y = convkit.corr2d(xg, wg, b, 1, 1, 1, 2, backend="compiled", algo=algo)
+        torch.testing.assert_close(y, ref, **TIGHT, msg=lambda m: f"{name}: {m}")
+        xr, wr = xl.clone().requires_grad_(), wl.clone().requires_grad_()
+        r = F.conv2d(xr, wr, b, 1, 1, 1, 2)
+        gy = rand(*r.shape, seed=74)
+        want = torch.autograd.grad(r, (xr, wr), gy)
+        for got, ref_g in zip(torch.autograd.grad(y, (xg, wg), gy), want):
+            torch.testing.assert_close(got, ref_g, **TIGHT, msg=lambda m: f"{name}: {m}")
+        # the backward op with a channels_last grad_output too
+        gx, gw, _ = ops.corr2d_backward(gy.contiguous(memory_format=torch.channels_last), xl, wl, [1, 1],
+                                        [1, 1, 1, 1], [1, 1], 2, [True, True, False], algo)
+        for got, ref_g in zip((gx, gw), want):
+            torch.testing.assert_close(got, ref_g, **TIGHT, msg=lambda m: f"{name} (op): {m}")
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("groups_case", [
+    # (N, C, O, H, W, groups): grouped and depthwise (multiplier 1 and 2) layers of useful size
+    (2, 32, 32, 20, 19, 32),
+    (2, 16, 32, 13, 14, 16),
+    (2, 24, 36, 12, 15, 3),
+], ids=["depthwise", "depthwise_x2", "groups3"])
+def test_groups_and_depthwise(algo, groups_case):
+    n, c, o, h, w, groups = groups_case
+    x = rand(n, c, h, w, seed=81).requires_grad_()
+    wt = rand(o, c // groups, 3, 3, seed=82).requires_grad_()
+    b = rand(o, seed=83).requires_grad_()
+    y = convkit.corr2d(x, wt, b, 1, 1, 1, groups, backend="compiled", algo=algo)
+    ref = F.conv2d(x, wt, b, 1, 1, 1, groups)
+    torch.testing.assert_close(y, ref, **TIGHT)
+    gy = rand(*ref.shape, seed=84)
+    for got, want in zip(torch.autograd.grad(y, (x, wt, b), gy), torch.autograd.grad(ref, (x, wt, b), gy)):
+        torch.testing.assert_close(got, want, **TIGHT)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_no_bias_and_partial_masks(algo):
+    x, w = rand(2, 4, 9, 8, seed=91), rand(6, 4, 3, 3, seed=92)
+    conf = ([1, 1], [2, 0, 1, 1], [1, 1], 1)
+    y = ops.corr2d(x, w, None, *conf, algo)
+    ref = F.conv2d(F.pad(x, (1, 1, 2, 0)), w)
+    torch.testing.assert_close(y, ref, **TIGHT)
+    gy = rand(*y.shape, seed=93)
+    full = ops.corr2d_backward(gy, x, w, *conf, [True, True, True], algo)
+    for mask in ([True, False, False], [False, True, False], [False, False, True], [False, False, False]):
+        part = ops.corr2d_backward(gy, x, w, *conf, mask, algo)
+        for m, p, f in zip(mask, part, full):
+            if m:
+                assert torch.equal(p, f)
+            else:
+                assert p is None
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    for got, want in zip(full[:2], torch.autograd.grad(F.conv2d(F.pad(xr, (1, 1, 2, 0)), wr), (xr, wr), gy)):
+        torch.testing.assert_close(got, want, **TIGHT)
+    torch.testing.assert_close(full[2], gy.sum((0, 2, 3)), **TIGHT)
