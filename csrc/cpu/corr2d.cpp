@@ -10,7 +10,7 @@
 //                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
 //                per-image BLAS; else W^T dY + col2im (grad_input_tiled)
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
-//                <= 16 output channels per group, or stride 1 and <= 64: positions as vector lanes, from flat
+//                <= 16 output channels per group: positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
 //                per-image BLAS; else a tiled GEMM over positions (grad_weight_tiled)
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
@@ -66,7 +66,6 @@ constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
 constexpr int64_t kFewChannels = 16;
-constexpr int64_t kFlatGradWeightChannels = 64;  // see make_plan
 constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
@@ -656,6 +655,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
       const int64_t os = t % osplit, kb = (t / osplit) % kblocks, grp = t / (osplit * kblocks);
       const int64_t k0 = kb * kc, k1 = std::min(K, k0 + kc), nk = k1 - k0, kpanels = (nk + RB - 1) / RB;
       const int64_t ot0 = os * ot_per, ot1 = std::min(otiles, ot0 + ot_per);
+      if (ot0 >= ot1) continue;  // e.g. 5 tiles split 4 ways, 2 per task: the last task has none
       const int64_t o_begin = ot0 * TW, o_end = std::min(g.og, ot1 * TW);
       std::fill(acc_buf.begin(), acc_buf.end(), T(0));
       for (int64_t n = 0; n < g.n; ++n) {
@@ -1048,12 +1048,11 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
     p.gx = GradInput::Rows;
   else
     p.gx = GradInput::Tiled;
-  // grad_weight: positions as lanes for few output channels; with stride 1 the flat-slab variant also beats
-  // the tiled GEMM up to kFlatGradWeightChannels (R3 at N=8, 2 threads: 27.7 ms against 42.2 ms; R8: level;
-  // R9 with 256 channels: 4x slower, so not beyond).
+  // grad_weight: positions as lanes for few output channels (the flat-slab variant with stride 1). Measured
+  // beyond that: R3 (3x3, 64 channels) flat 27.7 ms against tiled 42.2 ms at N=8, but G1 (5x5, 192->32) flat
+  // 28.9 against 21.7 and R9 (256 channels) 4x slower; the 3x3 cases go to Winograd, so the bound stays.
   const bool stride1 = g.sh == 1 && g.sw == 1;
-  const bool lanes = algo == Algo::Direct ||
-                     (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatGradWeightChannels)));
+  const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
   p.gw = pointwise                ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)

@@ -295,6 +295,10 @@ void weight_grad_transform(const T* du, int64_t P, T* gw) {
 
 template <typename T>
 void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
+  if (g.n == 0 || g.ho == 0 || g.wo == 0) {  // no tiles: the sum is empty (the workspace holds stale values)
+    gw.zero_();
+    return;
+  }
   const auto opts = x.options();
   const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
   const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);

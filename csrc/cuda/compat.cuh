@@ -1,9 +1,9 @@
 // What the CUDA kernels share: the launch helper (current stream + C10_CUDA_KERNEL_LAUNCH_CHECK after every
 // launch), device checks, 64-bit index helpers, vector packs and a deterministic block reduction.
 //
-// With CONVKIT_CUDA_EMULATE defined, the same .cu files compile as plain C++ and run on CPU tensors: a block is
-// blockDim.x std::threads with a barrier for __syncthreads, blocks run one after another (so a `static` array is
-// the block's shared memory), and the SM count comes from CONVKIT_EMU_SMS (default 4). That is only a test tool
+// With CONVKIT_CUDA_EMULATE defined, the same .cu files compile as plain C++ and run on CPU tensors: the threads
+// of a block are fibers that switch at __syncthreads, blocks run one after another (so a `static` array is the
+// block's shared memory), and the SM count comes from CONVKIT_EMU_SMS (default 4). That is only a test tool
 // for the index arithmetic, tiling and boundary handling when no GPU is at hand (it says nothing about speed,
 // races between blocks or memory coalescing); the extension itself is always built with nvcc.
 #pragma once
@@ -14,11 +14,12 @@
 #include <utility>
 
 #ifdef CONVKIT_CUDA_EMULATE
+#include <ucontext.h>
+
 #include <cmath>
-#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
-#include <mutex>
-#include <thread>
+#include <functional>
 #include <vector>
 
 struct dim3 {
@@ -28,47 +29,68 @@ struct dim3 {
 
 namespace convkit {
 namespace emu {
-inline thread_local dim3 thread_idx, block_idx;
-inline dim3 block_dim, grid_dim;
-inline std::vector<unsigned char> dynamic_smem_buf;
-
-struct Barrier {
-  std::mutex m;
-  std::condition_variable cv;
-  unsigned n = 0, count = 0, gen = 0;
-  void wait() {
-    std::unique_lock<std::mutex> l(m);
-    const unsigned g = gen;
-    if (++count == n) {
-      count = 0;
-      ++gen;
-      cv.notify_all();
-    } else {
-      cv.wait(l, [&] { return gen != g; });
-    }
-  }
+// The threads of a block are fibers (ucontext) of one OS thread: each runs until its next __syncthreads or its
+// end, then the next one; a round ends when every live fiber has done so.
+struct Fiber {
+  ucontext_t ctx;
+  std::vector<char> stack;
+  bool done = false;
 };
-inline Barrier barrier;
+inline dim3 thread_idx, block_idx, block_dim, grid_dim;
+inline std::vector<unsigned char> dynamic_smem_buf;
+inline ucontext_t scheduler;
+inline Fiber* current = nullptr;
+inline const std::function<void()>* body_ptr = nullptr;
+inline bool divergent_barrier = false;
+
+inline void fiber_main() {
+  (*body_ptr)();
+  current->done = true;
+  swapcontext(&current->ctx, &scheduler);
+}
+inline void sync_threads() { swapcontext(&current->ctx, &scheduler); }
 
 template <typename F>
 void run(dim3 grid, dim3 block, size_t smem, const F& body) {
+  const std::function<void()> fn = body;
+  body_ptr = &fn;
   grid_dim = grid;
   block_dim = block;
   dynamic_smem_buf.assign(smem + 64, 0);
   const unsigned nt = block.x * block.y * block.z;
-  barrier.n = nt;
+  static std::vector<Fiber> fibers;
+  if (fibers.size() < nt) fibers.resize(nt);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::vector<std::thread> threads;
-        threads.reserve(nt);
-        for (unsigned t = 0; t < nt; ++t)
-          threads.emplace_back([&, t] {
-            block_idx = dim3(bx, by, bz);
+        block_idx = dim3(bx, by, bz);
+        for (unsigned t = 0; t < nt; ++t) {
+          Fiber& f = fibers[t];
+          f.stack.resize(256 * 1024);
+          f.done = false;
+          getcontext(&f.ctx);
+          f.ctx.uc_stack.ss_sp = f.stack.data();
+          f.ctx.uc_stack.ss_size = f.stack.size();
+          f.ctx.uc_link = nullptr;
+          makecontext(&f.ctx, fiber_main, 0);
+        }
+        for (;;) {
+          unsigned live = 0, finished = 0;
+          for (unsigned t = 0; t < nt; ++t) {
+            Fiber& f = fibers[t];
+            if (f.done) continue;
+            ++live;
+            current = &f;
             thread_idx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
-            body();
-          });
-        for (auto& th : threads) th.join();
+            swapcontext(&scheduler, &f.ctx);
+            finished += f.done;
+          }
+          if (live == 0) break;
+          if (finished != 0 && finished != live && !divergent_barrier) {
+            divergent_barrier = true;  // some threads ended while others wait at a barrier
+            std::fprintf(stderr, "convkit emulation: divergent __syncthreads in block (%u,%u,%u)\n", bx, by, bz);
+          }
+        }
       }
 }
 inline void* dynamic_smem() {
@@ -89,7 +111,7 @@ inline void* dynamic_smem() {
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-#define __syncthreads() ::convkit::emu::barrier.wait()
+#define __syncthreads() ::convkit::emu::sync_threads()
 #define CONVKIT_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::convkit::emu::dynamic_smem())
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return static_cast<uint32_t>((uint64_t(a) * b) >> 32); }
 #else
