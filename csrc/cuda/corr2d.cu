@@ -1009,6 +1009,12 @@ TilePlan plan_tiles(int64_t M, int64_t N, int64_t K, int64_t batch, bool dbl, in
       best = {rm, rn, splits};
     }
   }
+#ifdef CONVKIT_CUDA_EMULATE
+  if (const char* t = std::getenv("CONVKIT_EMU_TILE"); t && !dbl) {  // "RM,RN": test every tile shape
+    best.rm = t[0] - '0';
+    best.rn = t[2] - '0';
+  }
+#endif
   return best;
 }
 
