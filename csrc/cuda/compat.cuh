@@ -115,9 +115,17 @@ inline void* dynamic_smem() {
 #define CONVKIT_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::convkit::emu::dynamic_smem())
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return static_cast<uint32_t>((uint64_t(a) * b) >> 32); }
 #else
-#include <ATen/cuda/CUDAContext.h>
+// c10's stream/guard headers only (ATen/cuda/CUDAContext.h would also need the cuBLAS/cuSPARSE/cuSOLVER headers,
+// which a minimal CUDA toolkit lacks). c10::cuda::getCurrentCUDAStream is what at::cuda::getCurrentCUDAStream
+// re-exports.
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <atomic>
 #define CONVKIT_DYNAMIC_SMEM(type, name)                     \
   extern __shared__ __align__(16) unsigned char name##_raw[]; \
   type* name = reinterpret_cast<type*>(name##_raw)
@@ -140,7 +148,22 @@ inline int sm_count() {
 #else
 using DeviceGuard = c10::cuda::CUDAGuard;
 inline bool on_kernel_device(const at::Tensor& t) { return t.is_cuda(); }
-inline int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+// Multiprocessors of the current device, queried once per device.
+inline int sm_count() {
+  static std::array<std::atomic<int>, 64> cache{};
+  const int dev = c10::cuda::current_device();
+  if (dev < 0 || dev >= 64) {
+    int n = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }
+  int n = cache[dev].load(std::memory_order_relaxed);
+  if (n == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    cache[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
 #endif
 
 // Launches kernel<<<grid, block, smem, current stream>>>(args...) and checks the launch.
@@ -149,7 +172,7 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
 #ifdef CONVKIT_CUDA_EMULATE
   emu::run(grid, block, smem, [&] { kernel(static_cast<KArgs>(args)...); });
 #else
-  kernel<<<grid, block, smem, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
+  kernel<<<grid, block, smem, c10::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 #endif
 }

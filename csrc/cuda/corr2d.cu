@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <numeric>
 #include <type_traits>
 
 #include "../common.h"
@@ -69,8 +70,10 @@ constexpr int kTapChunk = 16;                         // direct grad_weight: tap
 // flight while the current one is multiplied), and P's epilogue writes the tile. blockIdx.x = (z, m-tile) with z
 // the problem's batch index (group, split, phase), blockIdx.y = n-tile.
 // Per stage and thread: 2*(16 RM RN) FLOPs per k, (RM + RN) 16-byte shared loads per k.
+// 128 x 128 tiles run one block per SM (64 accumulators + fragments + loader state need more than the 128
+// registers two blocks would leave: ptxas spilled there); the smaller tiles two or more.
 template <class P, int RM, int RN>
-__global__ void __launch_bounds__(kThreads, 2) igemm_kernel(const P prob, int64_t mtiles) {
+__global__ void __launch_bounds__(kThreads, RM * RN == 4 ? 1 : 2) igemm_kernel(const P prob, int64_t mtiles) {
   using Acc = typename P::Acc;
   constexpr int BM = 64 * RM, BN = 64 * RN;
   using AL = typename P::template ALoader<BM>;
@@ -995,18 +998,20 @@ TilePlan plan_tiles(int64_t M, int64_t N, int64_t K, int64_t batch, bool dbl, in
     if (dbl && rm * rn != 1) continue;  // fp64: 64 x 64 tiles only (register budget)
     const int64_t bm = 64 * rm, bn = 64 * rn;
     const int64_t tiles = ceil_div(M, bm) * ceil_div(N, bn) * batch;
-    const int64_t slots = sms * (rm * rn == 4 ? 2 : rm * rn == 2 ? 3 : 4);
-    int64_t splits = 1;
+    const int64_t slots = sms * (rm * rn == 4 ? 1 : rm * rn == 2 ? 2 : 4);  // resident blocks (registers)
+    int64_t most = 1;
     if (max_splits > 1 && tiles < slots)
-      splits = std::max<int64_t>(1, std::min({max_splits, ceil_div(slots, tiles), K / min_k}));
-    const int64_t work = tiles * splits;
-    const double util = double(M) * double(N) * double(batch) / (double(tiles) * double(bm * bn));
-    const double waves = double(work) / double(ceil_div(work, slots) * slots);
-    const double speed = rm * rn == 4 ? 1.0 : rm * rn == 2 ? 0.85 : 0.7;
-    const double score = util * waves * speed * (splits > 1 ? 0.9 : 1.0);
-    if (score > best_score) {
-      best_score = score;
-      best = {rm, rn, splits};
+      most = std::max<int64_t>(1, std::min({max_splits, ceil_div(slots, tiles), K / min_k}));
+    for (const int64_t splits : {int64_t(1), most}) {
+      const int64_t work = tiles * splits;
+      const double util = double(M) * double(N) * double(batch) / (double(tiles) * double(bm * bn));
+      const double waves = double(work) / double(ceil_div(work, slots) * slots);
+      const double speed = rm * rn == 4 ? 1.0 : rm * rn == 2 ? 0.85 : 0.7;
+      const double score = util * waves * speed * (splits > 1 ? 0.9 : 1.0);
+      if (score > best_score) {
+        best_score = score;
+        best = {rm, rn, splits};
+      }
     }
   }
 #ifdef CONVKIT_CUDA_EMULATE
