@@ -2,9 +2,9 @@
 // (no atomics, no shared accumulators) and reduces each element in an order that does not depend on how the
 // work is split, so results are bitwise identical for any torch.set_num_threads. make_plan (below) is the one
 // place that chooses the algorithm of each direction; with algo="auto":
-//   forward      3x3 stride 1, >= 8 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
+//   forward      3x3 stride 1, >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
-//                else <= 16 output channels per group and column stride 1: direct rows (forward_rows);
+//                else <= 32 output channels per group and column stride 1: direct rows (forward_rows);
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
@@ -393,7 +393,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   });
 }
 
-// Direct rows: for few output channels per group (Og <= kFewChannels) and column stride 1 (LeNet, single
+// Direct rows: for few output channels per group (Og <= kRowsForwardChannels in the forward) and column stride 1 (LeNet, single
 // channel, depthwise, tiny images), where packing im2col tiles costs more than the arithmetic. A task owns a
 // block of output rows of one image and group and copies the input those rows read into a zero-padded
 // slab (padding becomes zeros; vector loads past the end stay inside). Then, per 2L outputs and block of
@@ -404,7 +404,11 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
 //    row pitch of exactly Wo, so the outputs of consecutive rows are contiguous positions p and tap (c, i, j)
 //    of position p is slab[j][c][p + i*dh*Wo]: every lane is useful however small Wo is;
 //  * other row strides ("rows"): one padded copy per row, vectorised along each output row.
-inline bool rows_applies(const ConvGeom& g) { return g.og <= kFewChannels && g.sw == 1; }
+// The forward's bound is higher than the gradients' kFewChannels: G1 (192 -> 32 channels, 5x5, N=8) runs in
+// 26.1 ms through the rows kernel against 34.8-38.2 ms through forward_tiled; at 64-128 channels the two
+// are level (X3, R8), so the GEMM keeps those.
+constexpr int64_t kRowsForwardChannels = 32;
+inline bool rows_applies(const ConvGeom& g) { return g.og <= kRowsForwardChannels && g.sw == 1; }
 
 // y[o][0:cnt] = b[o] + sum over (c, i, j) of w[o][c][i][j] * base[c*sc + i*si + j*sj + (0:cnt)], o < OB.
 template <typename T, int OB>

@@ -450,24 +450,23 @@ def test_thread_counts_im2col_close(threads, algo, shape):
 
 # --------------------------------------------------------------------------- 6. "auto" equals its chosen path
 def winograd_rule(n, cg, og, ho, wo):
-    """What the issue specifies auto picks Winograd for (3x3, stride 1, dilation 1 assumed)."""
+    """auto's Winograd rule for the forward (csrc/cpu/winograd.cpp winograd_preferred; 3x3, stride 1, dilation 1)."""
     tiles = n * -(-ho // 4) * -(-wo // 4)
-    return cg >= 8 and og >= 8 and tiles >= 32 and tiles * 8192 >= og * cg
+    return cg >= 32 and og >= 32 and tiles >= 32 and tiles * 8192 >= og * cg
 
 
 @pytest.mark.parametrize("shape", [
     # (N, C, O, H, W, padding, groups, expected choice)
-    (2, 16, 16, 32, 32, 1, 1, "winograd"),
-    (2, 16, 16, 16, 16, 1, 1, "winograd"),         # exactly 32 tiles
-    (2, 8, 8, 32, 32, 1, 1, "winograd"),           # exactly 8 channels per group both ways
-    (2, 32, 32, 16, 16, 1, 2, "winograd"),         # 16 per group
+    (2, 32, 32, 16, 16, 1, 1, "winograd"),         # exactly 32 tiles and 32 channels per group both ways
+    (2, 64, 64, 32, 32, 1, 2, "winograd"),         # 32 per group
     (2, 40, 48, 18, 18, (0, 2, 1, 0), 1, "winograd"),
-    (2, 16, 16, 16, 12, 1, 1, "direct"),           # 24 tiles; <= 16 output channels: rows
-    (1, 16, 16, 20, 20, 1, 1, "direct"),           # 25 tiles
-    (2, 7, 8, 32, 32, 1, 1, "direct"),             # 7 input channels
-    (2, 8, 7, 32, 32, 1, 1, "direct"),             # 7 output channels
+    (2, 16, 16, 32, 32, 1, 1, "direct"),           # 16 channels: the direct kernels beat Winograd (X2)
+    (2, 31, 32, 16, 16, 1, 1, "direct"),           # 31 input channels; <= 32 output channels: rows
+    (2, 32, 31, 16, 16, 1, 1, "direct"),           # 31 output channels
+    (2, 16, 16, 16, 12, 1, 1, "direct"),           # 24 tiles
+    (1, 40, 40, 20, 20, 1, 1, "implicit_gemm"),    # 25 tiles; > 32 output channels: tiled
     (2, 16, 32, 16, 16, 1, 4, "direct"),           # 4 input channels per group
-    (1, 32, 32, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles; > 16 output channels: tiled
+    (1, 32, 48, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles
 ])
 def test_auto_forward_equals_its_chosen_algorithm(shape):
     n, c, o, h, w, p, groups, expected = shape
@@ -511,10 +510,10 @@ def test_auto_equals_direct_on_few_channels(shape):
 def test_auto_on_a_winograd_layer_forward_and_backward():
     # auto's forward is Winograd here (bitwise); its backward, whatever it chooses per direction, and forced
     # Winograd's backward (grad_input by Winograd on the flipped weights) meet the float32 accuracy target.
-    x = rand(2, 16, 32, 32, seed=41, dtype=torch.float32).requires_grad_()
-    wt = rand(16, 16, 3, 3, seed=42, dtype=torch.float32).requires_grad_()
-    b = rand(16, seed=43, dtype=torch.float32).requires_grad_()
-    gy = rand(2, 16, 32, 32, seed=44, dtype=torch.float32)
+    x = rand(2, 32, 32, 32, seed=41, dtype=torch.float32).requires_grad_()
+    wt = rand(32, 32, 3, 3, seed=42, dtype=torch.float32).requires_grad_()
+    b = rand(32, seed=43, dtype=torch.float32).requires_grad_()
+    gy = rand(2, 32, 32, 32, seed=44, dtype=torch.float32)
     xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, wt, b))
     ref = F.conv2d(xd, wd, bd, 1, 1)
     ref_grads = torch.autograd.grad(ref, (xd, wd, bd), gy.double())
