@@ -1260,6 +1260,11 @@ at::Tensor corr2d_cuda(const at::Tensor& input, const at::Tensor& weight, const 
   if (y.numel() == 0) return y;
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  if (d.cg == 0) {  // no input channels: the bias alone
+    y.zero_();
+    if (has_bias) y.add_(b.view({1, d.o, 1, 1}));
+    return y;
+  }
   const bool direct = a == Algo::Direct || (a == Algo::Auto && forward_prefers_direct(d));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "convkit_corr2d_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
@@ -1307,7 +1312,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cuda(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(), "convkit_corr2d_backward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     if (output_mask[0] && gx.numel() > 0) {
-      if (gx_direct)
+      if (d.og == 0)  // no output channels: nothing flows back
+        gx.zero_();
+      else if (gx_direct)
         grad_input_direct<scalar_t, acc_t>(gy, w, gx, d);
       else
         grad_input_gemm<scalar_t, acc_t>(gy, w, gx, d);
