@@ -365,12 +365,13 @@ struct GradInputGemm {
     ke = splits > 1 ? imin(K, kb + kchunk) : K;
   }
 
-  // (ti, tj, o) of k, and the inverse tap (i, j) of (ti, tj)
+  // (ti, tj, o) of k (k < 2^31: 32-bit divisions; this runs per element in the unaligned loaders)
   __device__ __forceinline__ void decode(int64_t k, int64_t& ti, int64_t& tj, int64_t& o) const {
-    const int64_t t = div_og.div(static_cast<uint32_t>(k));
-    o = k - t * d.og;
-    ti = t / nj;
-    tj = t - ti * nj;
+    const uint32_t t = div_og.div(static_cast<uint32_t>(k));
+    o = k - int64_t(t) * d.og;
+    const uint32_t q = t / static_cast<uint32_t>(nj);
+    ti = q;
+    tj = int64_t(t) - int64_t(q) * nj;
   }
 
   template <int BM>
@@ -770,8 +771,8 @@ __global__ void __launch_bounds__(kThreads) direct_fwd_kernel(const T* __restric
         tile[r * a.tiw + q] = (row_ok && inside(iw, d.w)) ? static_cast<Acc>(xc[ih * d.w + iw]) : Acc(0);
       }
     }
-    for (int64_t e = tid; e < OCB * d.kk; e += kThreads) {
-      const int64_t q = e / d.kk, tap = e - q * d.kk;
+    for (int e = tid; e < OCB * static_cast<int>(d.kk); e += kThreads) {  // OCB*kk fits the 48 KiB staged
+      const int q = e / static_cast<int>(d.kk), tap = e - q * static_cast<int>(d.kk);
       wsm[e] = oc0 + q < d.og ? static_cast<Acc>(w[((g * d.og + oc0 + q) * d.cg + c) * d.kk + tap]) : Acc(0);
     }
     __syncthreads();
@@ -838,7 +839,8 @@ __global__ void __launch_bounds__(kThreads) direct_fwd_global_kernel(const T* __
 
 // Direct grad_input: one thread per input element (n, c, h, w), a gather over the output channels of its group and
 // the taps whose output position is an integer inside the output: i = i0, i0 + step_h, ... with
-// (h + pt - i*dh) divisible by sh. Every element written once, summed in (o, i, j) order.
+// (h + pt - i*dh) divisible by sh. Every element written once, summed in (o, i, j) order. Tap arithmetic in 32 bits
+// (padded coordinates of one image axis), element offsets in 64.
 template <typename T, typename Acc>
 __global__ void __launch_bounds__(kThreads) direct_grad_input_kernel(const T* __restrict__ dy,
                                                                     const T* __restrict__ w, T* __restrict__ gx,
@@ -849,34 +851,39 @@ __global__ void __launch_bounds__(kThreads) direct_grad_input_kernel(const T* __
     divmod(e, d.w, rest, iw);
     divmod(rest, d.h, rest, ih);
     divmod(rest, d.c, n, ch);
-    const int64_t g = ch / d.cg, cl = ch - g * d.cg;
-    const int64_t th = ih + d.pt, tw = iw + d.pl;
-    int64_t i0 = d.kh, j0 = d.kw;
-    for (int64_t i = 0; i < imin(d.kh, step_h); ++i)
-      if ((th - i * d.dh) % d.sh == 0) {
+    int64_t g, cl;
+    divmod(ch, d.cg, g, cl);
+    const int kh = static_cast<int>(d.kh), kw = static_cast<int>(d.kw), sh = static_cast<int>(d.sh),
+              sw = static_cast<int>(d.sw), dh = static_cast<int>(d.dh), dw = static_cast<int>(d.dw),
+              ho = static_cast<int>(d.ho), wo = static_cast<int>(d.wo), sth = static_cast<int>(step_h),
+              stw = static_cast<int>(step_w);
+    const int th = static_cast<int>(ih + d.pt), tw = static_cast<int>(iw + d.pl);
+    int i0 = kh, j0 = kw;
+    for (int i = 0; i < kh && i < sth; ++i)
+      if ((th - i * dh) % sh == 0) {
         i0 = i;
         break;
       }
-    for (int64_t j = 0; j < imin(d.kw, step_w); ++j)
-      if ((tw - j * d.dw) % d.sw == 0) {
+    for (int j = 0; j < kw && j < stw; ++j)
+      if ((tw - j * dw) % sw == 0) {
         j0 = j;
         break;
       }
     Acc acc = Acc(0);
     for (int64_t o = 0; o < d.og; ++o) {
       const T* dyo = dy + (n * d.o + g * d.og + o) * d.howo;
-      const T* wo = w + ((g * d.og + o) * d.cg + cl) * d.kk;
-      for (int64_t i = i0; i < d.kh; i += step_h) {
-        const int64_t nh = th - i * d.dh;
+      const T* wt = w + ((g * d.og + o) * d.cg + cl) * d.kk;
+      for (int i = i0; i < kh; i += sth) {
+        const int nh = th - i * dh;
         if (nh < 0) break;  // oh only decreases with i
-        const int64_t oh = nh / d.sh;
-        if (oh >= d.ho) continue;
-        for (int64_t j = j0; j < d.kw; j += step_w) {
-          const int64_t nw = tw - j * d.dw;
+        const int oh = static_cast<unsigned>(nh) / static_cast<unsigned>(sh);
+        if (oh >= ho) continue;
+        for (int j = j0; j < kw; j += stw) {
+          const int nw = tw - j * dw;
           if (nw < 0) break;
-          const int64_t ow = nw / d.sw;
-          if (ow >= d.wo) continue;
-          acc = madd(static_cast<Acc>(dyo[oh * d.wo + ow]), static_cast<Acc>(wo[i * d.kw + j]), acc);
+          const int ow = static_cast<unsigned>(nw) / static_cast<unsigned>(sw);
+          if (ow >= wo) continue;
+          acc = madd(static_cast<Acc>(dyo[int64_t(oh) * wo + ow]), static_cast<Acc>(wt[i * kw + j]), acc);
         }
       }
     }
@@ -1172,6 +1179,8 @@ void grad_input_gemm(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
 
 template <typename T, typename Acc>
 void grad_input_direct(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvDims& d) {
+  TORCH_CHECK(d.h + d.pt < (int64_t(1) << 31) && d.w + d.pl < (int64_t(1) << 31) && d.kk < (int64_t(1) << 31),
+              "convkit::corr2d_backward (CUDA): padded input sides and kh*kw must be below 2^31 for algo 'direct'");
   const int64_t step_h = d.sh / std::gcd(d.sh, d.dh), step_w = d.sw / std::gcd(d.sw, d.dw);
   launch(direct_grad_input_kernel<T, Acc>, dim3(static_cast<unsigned>(grid_for(gx.numel()))), dim3(kThreads), 0,
          gy.const_data_ptr<T>(), w.const_data_ptr<T>(), gx.mutable_data_ptr<T>(), d, step_h, step_w, gx.numel());
