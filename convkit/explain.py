@@ -148,7 +148,8 @@ def explain(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
         backends["compiled"] = {
             "forward": "CUDA: implicit GEMM (shared-memory tiles, no im2col buffer); direct kernel for depthwise "
                        "and few-channel inputs (csrc/cuda)",
-            "extra": "none beyond deterministic split-K partial sums of grad_weight"}
+            "extra": "the weight packed once per call (|W|); split-K partial sums when few tiles would leave SMs "
+                     "idle (forward, grad_input at stride 1, grad_weight, grad_bias), at most 256 MiB"}
     else:
         backends["compiled"] = {"forward": f"not available here ({compiled.describe()})", "extra": "-"}
     if device.type == "cpu":
