@@ -150,3 +150,18 @@ POOL_CASES = [
     PoolCase("noncontiguous_max", layout="noncontiguous", kernel=3, stride=2, padding=1),
     PoolCase("channels_last_avg", mode="avg", layout="channels_last", kernel=3, stride=2, padding=1),
 ]
+
+
+def conv_op_args(case, dtype=torch.float64, device="cpu", requires_grad=True):
+    """torch.ops.convkit.corr2d's arguments (without algo) for a zero-padding case:
+    (x, w, b, stride, (top, bottom, left, right), dilation, groups), padding resolved as convkit.functional does."""
+    from convkit.functional import _conv_padding, _pair
+
+    x, w, b = case.inputs(dtype, device)
+    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
+    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
+    if requires_grad:
+        for t in (x, w, b):
+            if t is not None:
+                t.requires_grad_()
+    return x, w, b, list(stride), list(pads), list(dilation), case.groups

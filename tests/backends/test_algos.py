@@ -13,6 +13,8 @@ import sys
 
 import pytest
 import torch
+
+import cases
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -20,7 +22,7 @@ import convkit
 from cases import CONV_CASES, ConvCase
 from conftest import COMPILED_SKIP
 from convkit import functional
-from convkit.functional import _conv_padding, _pair
+from convkit.functional import _pair
 
 pytestmark = COMPILED_SKIP
 ops = torch.ops.convkit if hasattr(torch.ops, "convkit") else None
@@ -72,15 +74,8 @@ def algo_case_params(cases, algos=ALGOS):
 
 
 def conv_op_args(case, requires_grad=True, dtype=torch.float64):
-    """The op's arguments (without algo) for a zero-padding case: (x, w, b, stride, pads, dilation, groups)."""
-    x, w, b = case.inputs(dtype)
-    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
-    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
-    if requires_grad:
-        for t in (x, w, b):
-            if t is not None:
-                t.requires_grad_()
-    return x, w, b, list(stride), list(pads), list(dilation), case.groups
+    """The op's arguments (without algo) for a zero-padding case (tests/cases.py)."""
+    return cases.conv_op_args(case, dtype, requires_grad=requires_grad)
 
 
 def assert_rel_close(got, ref, rel=1e-4):

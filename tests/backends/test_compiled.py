@@ -7,10 +7,12 @@ import sys
 import pytest
 import torch
 
+import cases
+
 import convkit
 from cases import CONV_CASES, POOL_CASES
 from conftest import COMPILED_SKIP
-from convkit.functional import _conv_padding, _pair
+from convkit.functional import _pair
 
 pytestmark = COMPILED_SKIP
 ops = torch.ops.convkit if hasattr(torch.ops, "convkit") else None
@@ -18,14 +20,7 @@ ZERO_PAD_CONV = [c for c in CONV_CASES if c.padding_mode == "zeros"]
 
 
 def conv_op_args(case, requires_grad=True):
-    x, w, b = case.inputs()
-    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
-    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
-    if requires_grad:
-        for t in (x, w, b):
-            if t is not None:
-                t.requires_grad_()
-    return x, w, b, list(stride), list(pads), list(dilation), case.groups
+    return cases.conv_op_args(case, requires_grad=requires_grad)
 
 
 def pool_op_args(case):

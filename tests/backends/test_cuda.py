@@ -8,12 +8,14 @@ compute-sanitizer (memcheck, racecheck) over a subset: see csrc/README.md, secti
 """
 import pytest
 import torch
+
+import cases
 import torch.nn.functional as F
 
 import convkit
 from cases import CONV_CASES, POOL_CASES, ConvCase, PoolCase
 from convkit.backends import compiled
-from convkit.functional import _conv_padding, _pair
+from convkit.functional import _pair
 
 
 def _skip_reason() -> str:
@@ -86,15 +88,8 @@ ALL_POOL = POOL_CASES + GPU_POOL_CASES
 
 
 def conv_op_args(case, dtype=torch.float64, requires_grad=False):
-    """(x, w, b, stride, pads, dilation, groups) of a zero-padding case, on the GPU."""
-    x, w, b = case.inputs(dtype, DEV)
-    stride, dilation = _pair("stride", case.stride, minimum=1), _pair("dilation", case.dilation, minimum=1)
-    pads = _conv_padding(case.padding, (case.h, case.w), case.k, stride, dilation)
-    if requires_grad:
-        for t in (x, w, b):
-            if t is not None:
-                t.requires_grad_()
-    return x, w, b, list(stride), list(pads), list(dilation), case.groups
+    """(x, w, b, stride, pads, dilation, groups) of a zero-padding case, on the GPU (tests/cases.py)."""
+    return cases.conv_op_args(case, dtype, DEV, requires_grad)
 
 
 def pool_args(case):
