@@ -17,7 +17,7 @@
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
 // of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
-// thread, see call_workspace) plus per-task tiles;
+// thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
@@ -37,6 +37,7 @@
 #include "../common.h"
 #include "kernels.h"
 #include "simd.h"
+#include "workspace.h"
 
 namespace convkit {
 namespace {
@@ -192,21 +193,10 @@ inline void gemm_tile_rows(const T* const (&a)[RB], int64_t k0, const T* __restr
 // W^T as panels of RB rows for grad_input: out[grp][rblock][o][RB] = W[grp*Og + o, rblock*RB + r] (rows = k of
 // one group, reduction index = the group's output channel o), zeros past the last k. Runs on every call
 // (weights change every step): contiguous writes, parallel over panels, no memset.
-// A grow-only buffer per calling thread and slot, kept between calls: a fresh allocation of a few MB is
-// page-faulted in again on every call (glibc returns it to the OS), which cost ~10 % of grad_input on R9.
-// Only the thread that enters the op uses it (before or after the parallel region, never inside).
-template <typename T>
-T* call_workspace(int slot, int64_t n) {
-  static thread_local std::vector<T> buffers[3];
-  std::vector<T>& b = buffers[slot];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
-  return b.data();
-}
-
 template <typename T, int RB>
 T* pack_wt_panels(const T* w, const ConvGeom& g) {
   const int64_t K = g.cg * g.kh * g.kw, nrb = (K + RB - 1) / RB;
-  T* o = call_workspace<T>(0, g.groups * nrb * g.og * RB);
+  T* o = call_workspace<T>(kWsPackedWeights, g.groups * nrb * g.og * RB);
   at::parallel_for(0, g.groups * nrb, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.og * RB, 1)),
                    [&](int64_t begin, int64_t end) {
     for (int64_t pb = begin; pb < end; ++pb) {
@@ -349,7 +339,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
     // few fork/join pairs per call (each costs microseconds); many tiles: kc rows, more tiles per pass.
     const int64_t super = std::max<int64_t>(1, kSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
     const int64_t kcs = std::min(K, std::max(kc, kSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
-    T* const cols = call_workspace<T>(2, kcs * std::min(super, tiles_all) * TW);  // kept between calls
+    T* const cols = call_workspace<T>(kWsSharedCols, kcs * std::min(super, tiles_all) * TW);  // kept between calls
     for (int64_t grp = 0; grp < g.groups; ++grp)
       for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
         const int64_t nt = std::min(super, tiles_all - t0), q0 = t0 * TW, np = std::min(nt * TW, total - q0);
@@ -895,7 +885,7 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
   t.pl = g.dw * (g.kw - 1) - g.pl; t.pr = g.dw * (g.kw - 1) - g.pr;
   t.ho = g.h; t.wo = g.w;
   const int64_t khw = g.kh * g.kw;
-  T* wt = call_workspace<T>(1, g.o * g.cg * khw);
+  T* wt = call_workspace<T>(kWsFlippedWeights, g.o * g.cg * khw);
   for (int64_t grp = 0; grp < g.groups; ++grp)
     for (int64_t o = 0; o < g.og; ++o)
       for (int64_t c = 0; c < g.cg; ++c)

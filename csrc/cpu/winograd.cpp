@@ -25,19 +25,12 @@
 #include "../common.h"
 #include "kernels.h"
 #include "simd.h"
+#include "workspace.h"
 
 namespace convkit {
 namespace {
 
 constexpr int64_t kChunkBytes = 16 << 20;
-
-template <typename T>
-T* wino_workspace(int slot, int64_t n) {  // grow-only per calling thread (see call_workspace in corr2d.cpp)
-  static thread_local std::vector<T> buffers[3];
-  std::vector<T>& b = buffers[slot];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
-  return b.data();
-}
 
 // G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
 constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
@@ -183,7 +176,7 @@ template <typename T>
 void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                       at::Tensor& y) {
   const auto opts = x.options();
-  T* const up = wino_workspace<T>(2, 36 * g.o * g.cg);  // U (36, G, Og, Cg)
+  T* const up = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // U (36, G, Og, Cg)
   weight_transform<T>(w.const_data_ptr<T>(), g.o * g.cg, up);
   const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
   const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
@@ -191,8 +184,8 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   const int64_t batches = 36 * g.groups;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
-    T* v = wino_workspace<T>(0, 36 * g.c * tiles);
-    T* m = wino_workspace<T>(1, 36 * g.o * tiles);
+    T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
+    T* m = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
     input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
     const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
     at::Tensor mt = at::from_blob(m, {batches, g.og, tiles}, opts);
@@ -304,12 +297,12 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
   const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = std::max<int64_t>(1, std::min(g.n, kChunkBytes / std::max<int64_t>(1, img_bytes)));
   const int64_t batches = 36 * g.groups;
-  T* const dup = wino_workspace<T>(2, 36 * g.o * g.cg);  // dL/dU (36, G, Og, Cg)
+  T* const dup = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // dL/dU (36, G, Og, Cg)
   const at::Tensor du = at::from_blob(dup, {batches, g.og, g.cg}, opts);
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
-    T* v = wino_workspace<T>(0, 36 * g.c * tiles);
-    T* z = wino_workspace<T>(1, 36 * g.o * tiles);
+    T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
+    T* z = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
     input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
     grad_output_transform<T>(gy.const_data_ptr<T>(), g, n0, nimg, th, tw, z);
     const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);

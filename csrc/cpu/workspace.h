@@ -1,0 +1,29 @@
+// A grow-only buffer per calling thread and slot, kept between calls: a fresh allocation of a few MB is
+// page-faulted in again on every call (glibc returns it to the OS), which cost ~10 % of grad_input on R9.
+// Only the thread that enters the op uses it (before or after a parallel region, never inside). One slot per
+// buffer that can be live at the same time within one op call.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace convkit {
+
+enum WorkspaceSlot : int {
+  kWsPackedWeights = 0,  // corr2d.cpp: W^T panels (grad_input_tiled)
+  kWsFlippedWeights,     // corr2d.cpp: flipped, transposed W (grad_input_rows)
+  kWsSharedCols,         // corr2d.cpp: forward_tiled's shared column block
+  kWsWinogradData,       // winograd.cpp: transformed input V of one chunk
+  kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk
+  kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU
+  kWsSlots
+};
+
+template <typename T>
+T* call_workspace(WorkspaceSlot slot, int64_t n) {
+  static thread_local std::vector<T> buffers[kWsSlots];
+  std::vector<T>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
+  return b.data();
+}
+
+}  // namespace convkit
