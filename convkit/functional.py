@@ -6,9 +6,10 @@ Backends receive only normalised, validated arguments:
          divisor_override, return_indices)
 and never validate user input themselves.
 
-Eager fast path: a call on plain CPU tensors that needs no gradient, outside torch.compile and torch
-function modes, with backend "auto" or "compiled", goes straight to convkit._C's inference entry points
-(corr2d_infer / pool2d_infer: the same kernels, without the dispatcher and the Python autograd wrapper).
+Eager fast path: a call on plain CPU tensors outside torch.compile and torch function modes, with backend
+"auto" or "compiled", goes straight to convkit._C's eager entry points (corr2d_eager / pool2d_eager). Without
+autograd they call the CPU kernels directly; with autograd (or a TorchDispatchMode) they call the op through
+the C++ dispatcher, which records the graph, skipping torch.ops' Python layer either way (csrc/module.cpp).
 They take the raw arguments and return NotImplemented for anything but plain tensors and exact ints /
 tuples (strings, bools, int tensors, errors from the kernel's checks), and the checked path below runs
 and raises the user-facing error.
@@ -42,7 +43,7 @@ def _fast_module():
     """convkit._C when it has the eager entry points, else None."""
     from .backends import compiled
     c = compiled._C
-    return c if c is not None and hasattr(c, "pool2d_infer") else None
+    return c if c is not None and hasattr(c, "pool2d_eager") else None
 
 
 _CK = _fast_module()
@@ -51,7 +52,7 @@ _function_mode = torch._C._is_torch_function_mode_enabled
 
 
 def _fast(backend) -> bool:
-    """Whether an eager call may try convkit._C's inference entry points (they check the tensors)."""
+    """Whether an eager call may try convkit._C's eager entry points (they check the tensors)."""
     return _CK is not None and backend in _FAST_BACKENDS and not _is_compiling() and not _function_mode()
 
 
@@ -200,7 +201,7 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
       dilation 1; CPU only).
     """
     if padding_mode == "zeros" and _fast(backend):
-        y = _CK.corr2d_infer(input, weight, bias, stride, padding, dilation, groups, algo)
+        y = _CK.corr2d_eager(input, weight, bias, stride, padding, dilation, groups, algo)
         if y is not NotImplemented:
             return y
     _check_tensor("input", input)
@@ -300,7 +301,7 @@ def pool2d(input, kernel_size, stride=1, padding=0, *, mode="max", dilation=1, c
     return_indices (max only) gives torch-compatible flat indices h * W + w into each input plane.
     """
     if not return_indices and _fast(backend):
-        y = _CK.pool2d_infer(input, mode, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+        y = _CK.pool2d_eager(input, mode, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
                              divisor_override)
         if y is not NotImplemented:
             return y
@@ -358,7 +359,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if stride is None or stride == []:
         stride = kernel_size
     if not return_indices and _fast(backend):
-        y = _CK.pool2d_infer(input, "max", kernel_size, stride, padding, dilation, ceil_mode, True, None)
+        y = _CK.pool2d_eager(input, "max", kernel_size, stride, padding, dilation, ceil_mode, True, None)
         if y is not NotImplemented:
             return y
     return pool2d(input, kernel_size, stride, padding, mode="max", dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices,
@@ -371,7 +372,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if stride is None or stride == []:
         stride = kernel_size
     if _fast(backend):
-        y = _CK.pool2d_infer(input, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
+        y = _CK.pool2d_eager(input, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
                              divisor_override)
         if y is not NotImplemented:
             return y

@@ -1,20 +1,25 @@
 // The Python module convkit._C. The ops themselves are registered with the dispatcher
-// (TORCH_LIBRARY in ops.cpp, TORCH_LIBRARY_IMPL in cpu/ and cuda/) when this library is loaded;
-// the module reports how it was built and has the eager-inference entry points below. Plain CPython API
+// (TORCH_LIBRARY in ops.cpp, TORCH_LIBRARY_IMPL in cpu/, cuda/ and autograd.cpp) when this library is loaded;
+// the module reports how it was built and has the eager entry points below. Plain CPython API
 // (no pybind11 compile cost).
 //
-// corr2d_infer / pool2d_infer: the CPU forward kernels called directly, without the dispatcher and the
-// Python autograd wrapper that torch.library.register_autograd installs (~12 us per call, against ~1 us
-// here). convkit.functional uses them only for plain CPU tensors when no gradient is needed and nothing is
-// being traced (torch.compile, torch function modes); everything else goes through torch.ops.convkit.
-// Where they do not apply they return NotImplemented and convkit.functional falls back to its checked path,
-// which reports any error with a message naming the argument.
+// corr2d_eager / pool2d_eager: convkit.functional's fast path for eager calls on plain CPU tensors, which
+// skips torch.ops' Python layer (OpOverload, about 6-8 us per call here against about 1 us for this path).
+//   - No gradient needed and no Python dispatch mode active: the CPU forward kernel, called directly (no
+//     dispatcher, and pool2d writes no indices).
+//   - Otherwise: the op through the C++ dispatcher, so its autograd (autograd.cpp) records the graph and any
+//     TorchDispatchMode sees the call.
+// They are skipped under torch.compile and torch function modes (checked in Python). Where they do not apply
+// they return NotImplemented and convkit.functional falls back to its checked path, which reports any error
+// with a message naming the argument.
 #include <Python.h>
 #include <cstring>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/autograd/python_variable.h>
 
 #include "common.h"
 #include "cpu/kernels.h"
+#include "dispatch.h"
 
 #ifndef CONVKIT_ARCH
 #define CONVKIT_ARCH "unknown"
@@ -40,8 +45,8 @@ static PyObject* build_info(PyObject*, PyObject*) {
                        "compiler", __VERSION__);
 }
 
-// ---- eager inference entry points. They return NotImplemented whenever they do not apply (not a plain
-// CPU tensor, autograd needed, arguments not exact ints / pairs, or any error from the kernel's checks), and
+// ---- eager entry points. They return NotImplemented whenever they do not apply (not a plain
+// CPU tensor, arguments not exact ints / pairs, or any error from the kernel's checks), and
 // convkit.functional then takes its checked path, which raises the user-facing error.
 
 // An exact Python int (not bool) into v.
@@ -76,13 +81,18 @@ static bool py_ints(PyObject* o, int64_t* v, int n_scalar, int n1, int n2, int* 
   return true;
 }
 
-// A plain strided CPU tensor (or nn.Parameter) that needs no gradient.
+// A plain strided 4-d floating CPU tensor (or nn.Parameter).
 static bool eager_cpu_tensor(PyObject* o) {
   if (!THPVariable_Check(o)) return false;
   const at::Tensor& t = THPVariable_Unpack(o);
-  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided && t.dim() == 4 &&
-         t.is_floating_point() && !(t.requires_grad() && at::GradMode::is_enabled());
+  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided && t.dim() == 4 && t.is_floating_point();
 }
+
+static bool needs_grad(const at::Tensor& t) { return t.requires_grad() && at::GradMode::is_enabled(); }
+
+// Whether the call must go through the dispatcher (autograd, or a TorchDispatchMode watching) rather than
+// straight to the CPU kernel.
+static bool via_dispatcher(bool grad) { return grad || c10::impl::TorchDispatchModeTLS::stack_len() > 0; }
 
 static PyObject* not_implemented() { Py_RETURN_NOTIMPLEMENTED; }
 
@@ -95,9 +105,9 @@ static PyObject* or_not_implemented(const Fn& fn) {
   }
 }
 
-// corr2d_infer(input, weight, bias | None, stride, padding, dilation, groups[, algo]) -> output | NotImplemented
+// corr2d_eager(input, weight, bias | None, stride, padding, dilation, groups[, algo]) -> output | NotImplemented
 // padding: int, (ph, pw) or (top, bottom, left, right).
-static PyObject* corr2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+static PyObject* corr2d_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 7 && nargs != 8) return not_implemented();
   const char* algo = "auto";
   if (nargs == 8 && (!PyUnicode_CheckExact(args[7]) || !(algo = PyUnicode_AsUTF8(args[7])))) {
@@ -117,18 +127,18 @@ static PyObject* corr2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs
   if (args[2] != Py_None) {
     if (!THPVariable_Check(args[2])) return not_implemented();
     const at::Tensor& b = THPVariable_Unpack(args[2]);
-    if (!b.device().is_cpu() || b.layout() != at::kStrided || (b.requires_grad() && at::GradMode::is_enabled()))
-      return not_implemented();
+    if (!b.device().is_cpu() || b.layout() != at::kStrided) return not_implemented();
     bias = b;
   }
-  return or_not_implemented([&] {
-    return convkit::corr2d_cpu(THPVariable_Unpack(args[0]), THPVariable_Unpack(args[1]), bias, st, pad, dil, groups, algo);
-  });
+  const at::Tensor &x = THPVariable_Unpack(args[0]), &w = THPVariable_Unpack(args[1]);
+  if (via_dispatcher(needs_grad(x) || needs_grad(w) || (bias && needs_grad(*bias))))
+    return or_not_implemented([&] { return convkit::corr2d_call(x, w, bias, st, pad, dil, groups, algo); });
+  return or_not_implemented([&] { return convkit::corr2d_cpu(x, w, bias, st, pad, dil, groups, algo); });
 }
 
-// pool2d_infer(input, mode, kernel, stride | None, padding, dilation, ceil_mode, count_include_pad,
-//              divisor_override | None) -> output (no indices) | NotImplemented
-static PyObject* pool2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+// pool2d_eager(input, mode, kernel, stride | None, padding, dilation, ceil_mode, count_include_pad,
+//              divisor_override | None) -> output (the indices stay inside autograd) | NotImplemented
+static PyObject* pool2d_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 9 || !eager_cpu_tensor(args[0]) || !PyUnicode_CheckExact(args[1])) return not_implemented();
   const char* mode = PyUnicode_AsUTF8(args[1]);
   int64_t ker[2], st[2], pad[2], dil[2], div = 0;
@@ -147,9 +157,16 @@ static PyObject* pool2d_infer(PyObject*, PyObject* const* args, Py_ssize_t nargs
   }
   if (args[8] != Py_None && (div == 0 || std::strcmp(mode, "avg") != 0)) return not_implemented();
   const c10::optional<int64_t> divisor = args[8] != Py_None ? c10::optional<int64_t>(div) : c10::nullopt;
+  const at::Tensor& x = THPVariable_Unpack(args[0]);
+  const bool ceil_mode = args[6] == Py_True, count_include_pad = args[7] == Py_True;
+  const bool grad = needs_grad(x);
+  if (via_dispatcher(grad))  // max keeps its indices only where backward will need them
+    return or_not_implemented([&] {
+      return std::get<0>(convkit::pool2d_call(x, mode, ker, st, pad, dil, ceil_mode, count_include_pad, divisor,
+                                              grad && std::strcmp(mode, "max") == 0));
+    });
   return or_not_implemented([&] {
-    return convkit::pool2d_values_cpu(THPVariable_Unpack(args[0]), mode, ker, st, pad, dil, args[6] == Py_True,
-                                      args[7] == Py_True, divisor);
+    return convkit::pool2d_values_cpu(x, mode, ker, st, pad, dil, ceil_mode, count_include_pad, divisor);
   });
 }
 
@@ -184,10 +201,10 @@ static PyObject* corr2d_plan(PyObject*, PyObject* args) {
 static PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How convkit._C was built: ISA, -march, CUDA."},
     {"corr2d_plan", corr2d_plan, METH_VARARGS, "The CPU algorithms and workspace of one corr2d call (see module.cpp)."},
-    {"corr2d_infer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(corr2d_infer)), METH_FASTCALL,
-     "Eager CPU corr2d forward without autograd, or NotImplemented (see module.cpp)."},
-    {"pool2d_infer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(pool2d_infer)), METH_FASTCALL,
-     "Eager CPU pool2d forward without indices or autograd, or NotImplemented (see module.cpp)."},
+    {"corr2d_eager", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(corr2d_eager)), METH_FASTCALL,
+     "Eager CPU corr2d (with autograd where needed), or NotImplemented (see module.cpp)."},
+    {"pool2d_eager", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(pool2d_eager)), METH_FASTCALL,
+     "Eager CPU pool2d output (with autograd where needed), or NotImplemented (see module.cpp)."},
     {nullptr, nullptr, 0, nullptr}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};

@@ -1,5 +1,5 @@
 // Every convkit op schema, and nothing else. Kernels: cpu/*.cpp (CPU), cuda/*.cu (CUDA).
-// Fake kernels and autograd: convkit/backends/compiled.py.
+// Autograd: autograd.cpp. Fake kernels: convkit/backends/compiled.py.
 #include <torch/library.h>
 
 TORCH_LIBRARY(convkit, m) {

@@ -4,9 +4,11 @@ Ops (schemas in csrc/ops.cpp): convkit::corr2d, convkit::corr2d_backward, convki
 convkit::pool2d_backward. The CPU kernels (csrc/cpu/, the algorithm per shape is listed at the top of
 corr2d.cpp) use no im2col-sized buffer; every task owns disjoint output and reductions run in a fixed
 order (identical results for any thread count). Memory: the output plus per-task tiles of about 256 KiB;
-float16/bfloat16 inputs are computed in float32 (one converted copy). Eager calls that need no gradient
-skip this layer: convkit.functional calls convkit._C.corr2d_infer / pool2d_infer directly. Autograd: corr2d's backward is the op corr2d_backward, whose own backward is written
-in corr2d / corr2d_backward again, so gradients of any order work, and torch.compile sees real ops.
+float16/bfloat16 inputs are computed in float32 (one converted copy). Eager CPU calls skip
+this layer: convkit.functional calls convkit._C.corr2d_eager / pool2d_eager directly.
+Autograd is C++ (csrc/autograd.cpp, the Autograd dispatch key): corr2d's backward is the op
+corr2d_backward, whose own backward is written in corr2d / corr2d_backward again, so gradients of any
+order work, and torch.compile sees real ops. Fake kernels (shapes for torch.compile) are below.
 If the extension is missing or fails to import, `import convkit` still works and choosing
 backend="compiled" raises an error quoting why.
 """
@@ -67,7 +69,7 @@ def pool2d(x, mode, kernel, stride, padding, dilation, ceil_mode, count_include_
     return (y, idx) if return_indices else y
 
 
-# --------------------------------------------------------------------------- fake kernels and autograd
+# --------------------------------------------------------------------------- fake kernels (autograd: csrc/autograd.cpp)
 def _pool_memory_format(x):
     """The kernels' output layout: channels_last for a channels_last input (as torch), else contiguous."""
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -81,7 +83,6 @@ def _conv_out_hw(h, w, weight_shape, stride, padding, dilation):
 
 
 def _register() -> None:
-    ops = torch.ops.convkit
     lib = "convkit::"
 
     @torch.library.register_fake(lib + "corr2d")
@@ -111,88 +112,6 @@ def _register() -> None:
     def _pool2d_backward_fake(grad_output, input, indices, *args):
         return torch.empty(input.shape, dtype=input.dtype, device=input.device,
                            memory_format=_pool_memory_format(input))
-
-    # corr2d: backward is the op corr2d_backward, computing only what is needed.
-    def corr2d_setup(ctx, inputs, output):
-        x, w, b, stride, padding, dilation, groups, *algo = inputs
-        ctx.save_for_backward(x, w)
-        ctx.conf = (stride, padding, dilation, groups)
-        ctx.algo = algo[0] if algo else "auto"
-        ctx.has_bias = b is not None
-
-    def corr2d_bwd(ctx, gy):
-        x, w = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        mask = [need[0], need[1], ctx.has_bias and need[2]]
-        gx, gw, gb = ops.corr2d_backward(gy, x, w, *ctx.conf, mask, ctx.algo)
-        return gx, gw, gb, None, None, None, None, None
-
-    torch.library.register_autograd(lib + "corr2d", corr2d_bwd, setup_context=corr2d_setup)
-
-    # corr2d_backward is linear in grad_output and bilinear with input/weight:
-    #   gx = dY (*)^T W,  gw = dY (*) X,  gb = sum dY   (with (*) the correlation of the forward)
-    # so its vector-Jacobian products are corr2d / corr2d_backward again (torch's conv double backward).
-    def cb_setup(ctx, inputs, output):
-        gy, x, w, stride, padding, dilation, groups, _, *algo = inputs
-        ctx.save_for_backward(gy, x, w)
-        ctx.conf = (stride, padding, dilation, groups)
-        ctx.algo = algo[0] if algo else "auto"
-
-    def cb_bwd(ctx, ggx, ggw, ggb):
-        gy, x, w = ctx.saved_tensors
-        conf = ctx.conf
-        need_gy, need_x, need_w = ctx.needs_input_grad[:3]
-        g_gy = g_x = g_w = None
-        if need_gy:
-            terms = []
-            if ggx is not None:
-                terms.append(ops.corr2d(ggx, w, None, *conf, ctx.algo))
-            if ggw is not None:
-                terms.append(ops.corr2d(x, ggw, None, *conf, ctx.algo))
-            if ggb is not None:
-                terms.append(ggb.reshape(1, -1, 1, 1).expand_as(gy))
-            g_gy = sum(terms[1:], terms[0]) if terms else None
-        if need_x and ggw is not None:
-            g_x = ops.corr2d_backward(gy, x, ggw, *conf, [True, False, False], ctx.algo)[0]
-        if need_w and ggx is not None:
-            g_w = ops.corr2d_backward(gy, ggx, w, *conf, [False, True, False], ctx.algo)[1]
-        return g_gy, g_x, g_w, None, None, None, None, None, None
-
-    torch.library.register_autograd(lib + "corr2d_backward", cb_bwd, setup_context=cb_setup)
-
-    def pool_setup(ctx, inputs, output):
-        x, *conf = inputs
-        ctx.save_for_backward(x, output[1])
-        ctx.conf = conf[:8]  # without return_indices: pool2d_backward's arguments
-        ctx.mark_non_differentiable(output[1])
-        ctx.set_materialize_grads(False)  # else autograd fills an int64 zeros tensor for the indices' "gradient"
-
-    def pool_bwd(ctx, gy, _gidx):
-        if gy is None:
-            return (None,) * 10
-        x, idx = ctx.saved_tensors
-        if ctx.conf[0] == "max" and idx.numel() == 0 and gy.numel() > 0:
-            # a direct op call with return_indices=False on an input that requires grad: find the winners again
-            idx = ops.pool2d(x.detach(), *ctx.conf, True)[1]
-        return (ops.pool2d_backward(gy, x, idx, *ctx.conf),) + (None,) * 9
-
-    torch.library.register_autograd(lib + "pool2d", pool_bwd, setup_context=pool_setup)
-
-    # pool2d_backward is linear in grad_output: its VJP picks the winners (max) or averages again (avg).
-    def pb_setup(ctx, inputs, output):
-        _, x, idx, *conf = inputs
-        ctx.save_for_backward(idx)
-        ctx.conf = conf
-
-    def pb_bwd(ctx, ggx):
-        (idx,) = ctx.saved_tensors
-        if ctx.conf[0] == "max":
-            g = ggx.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
-        else:
-            g = ops.pool2d(ggx, *ctx.conf)[0]
-        return (g,) + (None,) * 10
-
-    torch.library.register_autograd(lib + "pool2d_backward", pb_bwd, setup_context=pb_setup)
 
 
 if _C is not None:

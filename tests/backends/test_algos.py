@@ -565,8 +565,8 @@ def test_algo_not_implemented_on_the_device(monkeypatch):
     with pytest.raises(ValueError, match="algo='winograd' is not implemented on cuda.*'implicit_gemm'"):
         functional._check_algo("winograd", "compiled", torch.device("cuda"), (3, 3), (1, 1), (1, 1))
     monkeypatch.setitem(functional._DEVICE_ALGOS, "cpu", ("auto", "direct", "implicit_gemm"))
+    monkeypatch.setattr(functional, "_CK", None)  # the checked path (the eager entry point has the C++ list)
     with pytest.raises(ValueError, match="algo='im2col' is not implemented on cpu"):
-        # requires_grad: the checked path (the eager entry point has the C++ kernel's own list)
         convkit.corr2d(X.clone().requires_grad_(), W, backend="compiled", algo="im2col")
 
 
@@ -620,44 +620,44 @@ def test_op_level_checks_run_on_an_empty_batch():
 
 # --------------------------------------------------------------------------- 8. the eager entry point
 @pytest.mark.parametrize("algo", ALGOS)
-def test_corr2d_infer_takes_algo(algo):
+def test_corr2d_eager_takes_algo(algo):
     ck = functional._CK
     x, w, b = rand(2, 6, 11, 9, seed=51, dtype=torch.float32), rand(10, 3, 3, 3, seed=52, dtype=torch.float32), \
         rand(10, seed=53, dtype=torch.float32)
-    y = ck.corr2d_infer(x, w, b, 1, (0, 2, 1, 0), 1, 2, algo)
+    y = ck.corr2d_eager(x, w, b, 1, (0, 2, 1, 0), 1, 2, algo)
     assert y is not NotImplemented
     assert torch.equal(y, ops.corr2d(x, w, b, [1, 1], [0, 2, 1, 0], [1, 1], 2, algo))
-    assert torch.equal(ck.corr2d_infer(x, w, None, (1, 1), (1, 2), [1, 1], 2, algo),
+    assert torch.equal(ck.corr2d_eager(x, w, None, (1, 1), (1, 2), [1, 1], 2, algo),
                        ops.corr2d(x, w, None, [1, 1], [1, 1, 2, 2], [1, 1], 2, algo))
     assert_rel_close(y, F.conv2d(F.pad(x.double(), (1, 0, 0, 2)), w.double(), b.double(), 1, 0, 1, 2))
 
 
-def test_corr2d_infer_refuses_bad_algo():
+def test_corr2d_eager_refuses_bad_algo():
     ck = functional._CK
     x, w = torch.randn(2, 3, 9, 10), torch.randn(4, 3, 3, 3)
 
     class Str(str):
         pass
 
-    assert ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "winograd") is not NotImplemented
+    assert ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "winograd") is not NotImplemented
     refused = [
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, 1),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, None),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, b"direct"),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, Str("direct")),  # exact str only
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "bogus"),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "Winograd"),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "\udcff"),  # not encodable as UTF-8
-        lambda: ck.corr2d_infer(x, w, None, (1, 2), 1, 1, 1, "direct"),
-        lambda: ck.corr2d_infer(x, w, None, 2, 1, 1, 1, "winograd"),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 2, 1, "winograd"),
-        lambda: ck.corr2d_infer(x, torch.randn(4, 3, 5, 5), None, 1, 1, 1, 1, "winograd"),
-        lambda: ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "direct", "extra"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, 1),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, None),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, b"direct"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, Str("direct")),  # exact str only
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "bogus"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "Winograd"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "\udcff"),  # not encodable as UTF-8
+        lambda: ck.corr2d_eager(x, w, None, (1, 2), 1, 1, 1, "direct"),
+        lambda: ck.corr2d_eager(x, w, None, 2, 1, 1, 1, "winograd"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 2, 1, "winograd"),
+        lambda: ck.corr2d_eager(x, torch.randn(4, 3, 5, 5), None, 1, 1, 1, 1, "winograd"),
+        lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "direct", "extra"),
     ]
     for i, call in enumerate(refused):
         assert call() is NotImplemented, i
     # no Python error is left set after a refusal
-    assert torch.equal(ck.corr2d_infer(x, w, None, 1, 1, 1, 1), ck.corr2d_infer(x, w, None, 1, 1, 1, 1, "auto"))
+    assert torch.equal(ck.corr2d_eager(x, w, None, 1, 1, 1, 1), ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "auto"))
 
 
 @pytest.mark.parametrize("algo", FORCED)
@@ -666,9 +666,9 @@ def test_public_api_passes_algo_to_the_eager_entry_point(monkeypatch, algo):
     real = functional._CK
 
     class Spy:
-        def corr2d_infer(self, *args):
+        def corr2d_eager(self, *args):
             calls.append(args)
-            return real.corr2d_infer(*args)
+            return real.corr2d_eager(*args)
 
     monkeypatch.setattr(functional, "_CK", Spy())
     y = convkit.corr2d(X, W, None, 1, 1, algo=algo)

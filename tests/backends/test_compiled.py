@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cases
 
@@ -226,37 +227,84 @@ def test_grad_weight_paths(shape, dtype):
         torch.testing.assert_close(a, r, **tol)
 
 
-# --------------------------------------------------------------------------- the eager inference entry points
+# --------------------------------------------------------------------------- the eager entry points
 def test_eager_entry_points_take_only_what_they_can_run():
     from convkit import functional
     ck = functional._CK
     x, w = torch.randn(2, 3, 9, 10), torch.randn(4, 3, 3, 3)
     ref = torch.nn.functional.conv2d(x, w, None, 1, 1)
-    torch.testing.assert_close(ck.corr2d_infer(x, w, None, 1, 1, 1, 1), ref)
-    torch.testing.assert_close(ck.corr2d_infer(x, w, None, (1, 1), (1, 1, 1, 1), [1, 1], 1), ref)
-    torch.testing.assert_close(ck.pool2d_infer(x, "max", 2, None, 0, 1, False, True, None),
+    torch.testing.assert_close(ck.corr2d_eager(x, w, None, 1, 1, 1, 1), ref)
+    torch.testing.assert_close(ck.corr2d_eager(x, w, None, (1, 1), (1, 1, 1, 1), [1, 1], 1), ref)
+    torch.testing.assert_close(ck.pool2d_eager(x, "max", 2, None, 0, 1, False, True, None),
                                torch.nn.functional.max_pool2d(x, 2))
     refused = [
-        lambda: ck.corr2d_infer(x, w, None, 1, "same", 1, 1),            # depends on the input's size
-        lambda: ck.corr2d_infer(x, w, None, True, 1, 1, 1),              # bool is not an int here
-        lambda: ck.corr2d_infer(x, w, None, 2.0, 1, 1, 1),
-        lambda: ck.corr2d_infer(x, w, None, 1, (0, 1, -1, 0), 1, 1),     # the kernel's checks refuse it
-        lambda: ck.corr2d_infer(x.int(), w, None, 1, 1, 1, 1),
-        lambda: ck.corr2d_infer(x[0], w, None, 1, 1, 1, 1),              # 3-d: the rank rules are Python's
-        lambda: ck.corr2d_infer(x, w.requires_grad_(), None, 1, 1, 1, 1),  # autograd needed
-        lambda: ck.pool2d_infer(x, "max", 2, None, 0, 1, 0, True, None),  # ceil_mode must be a bool
-        lambda: ck.pool2d_infer(x, "max", 2, None, 0, 1, False, True, 3),  # divisor_override is avg's
-        lambda: ck.pool2d_infer(x, "avg", 2, None, 0, 1, False, True, 0),
-        lambda: ck.pool2d_infer(x, "min", 2, None, 0, 1, False, True, None),
-        lambda: ck.pool2d_infer(x, "max", 20, None, 0, 1, False, True, None),
+        lambda: ck.corr2d_eager(x, w, None, 1, "same", 1, 1),            # depends on the input's size
+        lambda: ck.corr2d_eager(x, w, None, True, 1, 1, 1),              # bool is not an int here
+        lambda: ck.corr2d_eager(x, w, None, 2.0, 1, 1, 1),
+        lambda: ck.corr2d_eager(x, w, None, 1, (0, 1, -1, 0), 1, 1),     # the kernel's checks refuse it
+        lambda: ck.corr2d_eager(x.int(), w, None, 1, 1, 1, 1),
+        lambda: ck.corr2d_eager(x[0], w, None, 1, 1, 1, 1),              # 3-d: the rank rules are Python's
+        lambda: ck.pool2d_eager(x, "max", 2, None, 0, 1, 0, True, None),  # ceil_mode must be a bool
+        lambda: ck.pool2d_eager(x, "max", 2, None, 0, 1, False, True, 3),  # divisor_override is avg's
+        lambda: ck.pool2d_eager(x, "avg", 2, None, 0, 1, False, True, 0),
+        lambda: ck.pool2d_eager(x, "min", 2, None, 0, 1, False, True, None),
+        lambda: ck.pool2d_eager(x, "max", 20, None, 0, 1, False, True, None),
     ]
     for call in refused:
         assert call() is NotImplemented
-    with torch.no_grad():  # no gradient needed: taken
-        assert ck.corr2d_infer(x, w, None, 1, 1, 1, 1) is not NotImplemented
+    xg = x.clone().requires_grad_()
+    assert ck.pool2d_eager(xg, "min", 2, None, 0, 1, False, True, None) is NotImplemented  # also with autograd
+    assert ck.corr2d_eager(xg, w, None, 1, (0, 1, -1, 0), 1, 1) is NotImplemented
 
 
-def test_public_api_uses_the_eager_entry_points_only_without_autograd(monkeypatch):
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_eager_entry_points_record_autograd(mode):
+    # with a tensor that requires grad they call the op through the dispatcher: the graph is the C++ autograd's
+    from convkit import functional
+    ck = functional._CK
+    x = torch.randn(2, 3, 9, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    y = ck.corr2d_eager(x, w, b, 1, (1, 0, 2, 1), 1, 1)
+    assert "Corr2dFunction" in y.grad_fn.name()
+    p = ck.pool2d_eager(y, mode, 2, None, 0, 1, True, False, None)
+    assert p.grad_fn is not None
+    ref_y = F.conv2d(F.pad(x, (2, 1, 1, 0)), w, b)
+    ref_p = F.max_pool2d(ref_y, 2, ceil_mode=True) if mode == "max" else \
+        F.avg_pool2d(ref_y, 2, ceil_mode=True, count_include_pad=False)
+    torch.testing.assert_close(p, ref_p)
+    gp = torch.randn_like(p)
+    for a, r in zip(torch.autograd.grad(p, (x, w, b), gp), torch.autograd.grad(ref_p, (x, w, b), gp)):
+        torch.testing.assert_close(a, r)
+    assert ck.corr2d_eager(x.detach(), w.detach(), None, 1, 1, 1, 1).grad_fn is None
+    with torch.no_grad():  # no gradient needed: the kernel directly, no graph
+        assert ck.corr2d_eager(x, w, b, 1, 1, 1, 1).grad_fn is None
+        assert ck.pool2d_eager(x, mode, 2, None, 0, 1, False, True, None).grad_fn is None
+
+
+def test_eager_entry_points_are_seen_by_dispatch_modes():
+    # a TorchDispatchMode (FlopCounterMode, logging, ...) sees convkit's ops also on the fast path
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from convkit import functional
+    ck = functional._CK
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    with Log() as log:
+        ck.corr2d_eager(x, w, None, 1, 1, 1, 1)
+        ck.pool2d_eager(x, "avg", 2, None, 0, 1, False, True, None)
+    assert log.ops == ["convkit.corr2d.default", "convkit.pool2d.default"]
+
+
+def test_public_api_uses_the_eager_entry_points_with_and_without_autograd(monkeypatch):
     from convkit import functional
     calls = []
     real = functional._CK
@@ -270,10 +318,11 @@ def test_public_api_uses_the_eager_entry_points_only_without_autograd(monkeypatc
     x, w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
     convkit.corr2d(x, w)
     convkit.max_pool2d(x, 2)
-    assert calls == ["corr2d_infer", "pool2d_infer"]
+    assert calls == ["corr2d_eager", "pool2d_eager"]
     calls.clear()
     wg = w.clone().requires_grad_()
-    y = convkit.corr2d(x, wg)  # the op with autograd: corr2d_infer refuses, the graph is recorded
+    y = convkit.corr2d(x, wg)  # with autograd: the op through the dispatcher, the graph is recorded
+    assert calls == ["corr2d_eager"]
     assert y.grad_fn is not None
     with torch.no_grad():
         assert convkit.corr2d(x, wg).grad_fn is None
