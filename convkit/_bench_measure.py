@@ -137,8 +137,13 @@ def warm_up(call, device="cpu", limit_s=None) -> float:
 
 
 def time_call(call, min_run_time: float, device="cpu", single: bool = False) -> float:
-    """One measurement: the median of blocked_autorange's blocks, or one call's time if single."""
-    t = benchmark.Timer("call()", globals={"call": call}, timer=_sync_timer(device))
+    """One measurement: the median of blocked_autorange's blocks, or one call's time if single.
+
+    At torch.get_num_threads() threads: torch.utils.benchmark.Timer's own default is num_threads=1, which it
+    sets for the measurement (every CPU figure before this fix was a one-thread figure).
+    """
+    t = benchmark.Timer("call()", globals={"call": call}, timer=_sync_timer(device),
+                        num_threads=torch.get_num_threads())
     return (t.timeit(1) if single else t.blocked_autorange(min_run_time=min_run_time)).median
 
 

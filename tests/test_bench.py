@@ -117,6 +117,19 @@ def test_peak_probes_are_plausible():
     assert p["threads"] == torch.get_num_threads()
 
 
+def test_timing_runs_at_the_thread_count_set():
+    # torch.utils.benchmark.Timer sets num_threads=1 unless told otherwise: every call must see the count set
+    seen = []
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        M.time_call(lambda: seen.append(torch.get_num_threads()), 0.001)
+        M.time_call(lambda: seen.append(torch.get_num_threads()), 0.001, single=True)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+
+
 @RSS
 def test_memory_probe_measures_what_a_call_touches():
     big = 64 * 2**20
