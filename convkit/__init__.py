@@ -4,6 +4,7 @@ from .backends import compiled as _compiled  # noqa: F401  (loads convkit._C: re
 from .backends.unfold import get_memory_budget as get_unfold_memory_budget
 from .backends.unfold import set_memory_budget as set_unfold_memory_budget
 from ._info import info
+from .backends.compiled import cache_info, empty_cache
 from .convert import convert
 from .explain import explain
 from .functional import available_backends, avg_pool2d, conv2d, corr2d, max_pool2d, pool2d
@@ -11,4 +12,5 @@ from .functional import available_backends, avg_pool2d, conv2d, corr2d, max_pool
 __version__ = "0.1.0"
 
 __all__ = ["corr2d", "conv2d", "pool2d", "max_pool2d", "avg_pool2d", "available_backends", "convert", "explain", "nn", "info",
+           "cache_info", "empty_cache",
            "set_unfold_memory_budget", "get_unfold_memory_budget", "__version__"]

@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "cpu/kernels.h"
+#include "cpu/output_cache.h"
 #include "dispatch.h"
 
 #ifndef CONVKIT_ARCH
@@ -198,7 +199,34 @@ static PyObject* corr2d_plan(PyObject*, PyObject* args) {
   }
 }
 
+// cache_info() -> {cached_bytes, limit_bytes, hits, misses}; empty_cache() frees the cached blocks
+// (cpu/output_cache.h).
+static PyObject* cache_info(PyObject*, PyObject*) {
+  convkit::CacheInfo c;
+  try {
+    c = convkit::cache_info();
+  } catch (const c10::Error& e) {  // a bad CONVKIT_CPU_CACHE_MB
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  }
+  return Py_BuildValue("{s:L,s:L,s:L,s:L}", "cached_bytes", static_cast<long long>(c.cached_bytes), "limit_bytes",
+                       static_cast<long long>(c.limit_bytes), "hits", static_cast<long long>(c.hits), "misses",
+                       static_cast<long long>(c.misses));
+}
+
+static PyObject* empty_cache(PyObject*, PyObject*) {
+  try {
+    convkit::empty_cache();
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"cache_info", cache_info, METH_NOARGS, "The CPU output cache: cached bytes, limit, hits, misses."},
+    {"empty_cache", empty_cache, METH_NOARGS, "Free the CPU output cache's blocks."},
     {"build_info", build_info, METH_NOARGS, "How convkit._C was built: ISA, -march, CUDA."},
     {"corr2d_plan", corr2d_plan, METH_VARARGS, "The CPU algorithms and workspace of one corr2d call (see module.cpp)."},
     {"corr2d_eager", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(corr2d_eager)), METH_FASTCALL,

@@ -50,6 +50,21 @@ def supports(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" or (device.type == "cuda" and bool(_C.build_info()["cuda"]))
 
 
+def cache_info() -> dict:
+    """The compiled CPU kernels' output cache (csrc/cpu/output_cache.h): large outputs (>= 1 MiB) reuse freed
+    blocks, up to CONVKIT_CPU_CACHE_MB (default 1024; 0 disables), instead of faulting in fresh pages every
+    call. {"cached_bytes", "limit_bytes", "hits", "misses"}; all zero without the extension."""
+    if _C is None:
+        return {"cached_bytes": 0, "limit_bytes": 0, "hits": 0, "misses": 0}
+    return _C.cache_info()
+
+
+def empty_cache() -> None:
+    """Return the output cache's free blocks to the system (tensors still alive are not affected)."""
+    if _C is not None:
+        _C.empty_cache()
+
+
 def describe() -> str:
     b = build_info()
     return f"convkit._C {'built for ' + b['isa'] + (' + CUDA' if b['cuda'] else '') if b['built'] else 'not built'}"

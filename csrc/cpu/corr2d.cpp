@@ -36,6 +36,7 @@
 
 #include "../common.h"
 #include "kernels.h"
+#include "output_cache.h"
 #include "simd.h"
 #include "workspace.h"
 
@@ -1069,7 +1070,7 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls are part of this kernel
     return as_dtype(im2col_forward(x, w, b, g), input.scalar_type());
   }
-  at::Tensor y = at::empty({g.n, g.o, g.ho, g.wo}, x.options());
+  at::Tensor y = cached_empty({g.n, g.o, g.ho, g.wo}, x.options());
   if (y.numel() > 0) {
     if (plan.fwd == Fwd::Winograd) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -1102,8 +1103,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   const at::Tensor gy = grad_output.to(ct).contiguous();
   const at::Tensor x = output_mask[1] ? as_compute(input, ct) : at::Tensor();
   const at::Tensor w = output_mask[0] ? as_compute(weight, ct) : at::Tensor();
-  at::Tensor gx = output_mask[0] ? at::empty({g.n, g.c, g.h, g.w}, gy.options()) : at::Tensor();
-  at::Tensor gw = output_mask[1] ? at::empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
+  at::Tensor gx = output_mask[0] ? cached_empty({g.n, g.c, g.h, g.w}, gy.options()) : at::Tensor();
+  at::Tensor gw = output_mask[1] ? cached_empty({g.o, g.cg, g.kh, g.kw}, gy.options()) : at::Tensor();
   at::Tensor gb = output_mask[2] ? at::empty({g.o}, gy.options()) : at::Tensor();
   const bool do_gx = output_mask[0] && gx.numel() > 0, do_gw = output_mask[1] && gw.numel() > 0;
   if (plan.gx == GradInput::Im2col) {

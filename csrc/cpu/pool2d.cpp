@@ -35,6 +35,7 @@
 
 #include "../common.h"
 #include "kernels.h"
+#include "output_cache.h"
 #include "simd.h"
 
 namespace convkit {
@@ -513,10 +514,10 @@ at::Tensor pool2d_forward(const at::Tensor& input, const PoolGeom& g, at::Tensor
   const bool cl = is_channels_last(input);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor x = as_compute(input, ct, fmt);
-  at::Tensor y = at::empty({g.n, g.c, g.ho, g.wo}, x.options().memory_format(fmt));
+  at::Tensor y = cached_empty({g.n, g.c, g.ho, g.wo}, x.options(), fmt);
   int64_t* ip = nullptr;
   if (indices) {
-    *indices = at::empty({g.n, g.c, g.ho, g.wo}, x.options().dtype(at::kLong).memory_format(fmt));
+    *indices = cached_empty({g.n, g.c, g.ho, g.wo}, x.options().dtype(at::kLong), fmt);
     ip = indices->mutable_data_ptr<int64_t>();
   }
   if (y.numel() > 0) {
@@ -573,7 +574,7 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
   const bool cl = is_channels_last(input);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor gy = as_compute(grad_output, ct, fmt);
-  at::Tensor gx = at::empty({g.n, g.c, g.h, g.w}, gy.options().memory_format(fmt));
+  at::Tensor gx = cached_empty({g.n, g.c, g.h, g.w}, gy.options(), fmt);
   if (gx.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pool2d_backward_cpu", [&] {
       const at::Tensor idx = g.is_max ? indices.contiguous(fmt) : indices;
