@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -104,6 +105,19 @@ inline T avg_at(const T* xp, const PoolGeom& g, int64_t oh, int64_t ow) {
   return s / static_cast<T>(a.div);
 }
 
+// v / div, as a multiplication when div is a power of two (the same correctly rounded result: scaling by
+// 2^-k is exact either way) and a division otherwise. A 512-bit division costs about 10 cycles per vector
+// here, which showed in the channels_last avg kernels (2x2 windows: div 4).
+template <typename T>
+struct Divider {
+  typename Simd<T>::V d;
+  bool mul;
+  explicit Divider(int64_t div) : mul(div > 0 && (div & (div - 1)) == 0) {
+    d = splat<T>(mul ? T(1) / static_cast<T>(div) : static_cast<T>(div));
+  }
+  typename Simd<T>::V operator()(const typename Simd<T>::V& v) const { return mul ? v * d : v / d; }
+};
+
 // ---------------------------------------------------------------- NCHW, vectorised along W
 // Output columns [lo, hi) whose every window tap is inside the row, including the extra element a stride-2
 // load pair reads; vectorised when the stride is 1 or 2, there are at least L of them and plane indices
@@ -169,7 +183,8 @@ inline void max_vec(const T* xp, T* yrow, int64_t* irow, const PoolGeom& g, int6
 }
 
 template <typename T, int S>
-inline void avg_vec(const T* xp, T* yrow, const PoolGeom& g, int64_t h0, int64_t h1, T div, int64_t ow0) {
+inline void avg_vec(const T* xp, T* yrow, const PoolGeom& g, int64_t h0, int64_t h1, const Divider<T>& div,
+                    int64_t ow0) {
   using V = typename Simd<T>::V;
   const int64_t w0 = ow0 * S - g.pw;
   V s = splat<T>(0);
@@ -177,7 +192,7 @@ inline void avg_vec(const T* xp, T* yrow, const PoolGeom& g, int64_t h0, int64_t
     const T* row = xp + ih * g.w + w0;
     for (int64_t j = 0; j < g.kw; ++j) s += tap<T, S>(row + j);  // row-major, as torch sums
   }
-  vstore(yrow + ow0, s / splat<T>(div));
+  vstore(yrow + ow0, div(s));
 }
 
 // One plane of the forward. S: 1 or 2 (vector interior) or 0 (scalar everywhere).
@@ -220,8 +235,8 @@ void plane_forward(const T* xp, T* yp, int64_t* ip, const PoolGeom& g, const Col
         }
       } else {
         const AvgWindow a = avg_window(g, oh, lo);  // interior columns: the same divisor along the row
-        for (int64_t ow0 = lo; ow0 < hi; ow0 += L)
-          avg_vec<T, S>(xp, yrow, g, a.h0, a.h1, static_cast<T>(a.div), std::min(ow0, hi - L));
+        const Divider<T> div(a.div);
+        for (int64_t ow0 = lo; ow0 < hi; ow0 += L) avg_vec<T, S>(xp, yrow, g, a.h0, a.h1, div, std::min(ow0, hi - L));
       }
     }
   }
@@ -308,10 +323,10 @@ void plane_avg_backward(const T* gyp, T* gp, const PoolGeom& g, const ColSplit<T
     if constexpr (S != 0) {
       // the last block overlaps the previous one with those lanes zeroed: adding 0 changes nothing
       const AvgWindow a = avg_window(g, oh, lo);
-      const typename Simd<T>::V div = splat<T>(static_cast<T>(a.div));
+      const Divider<T> div(a.div);
       for (int64_t b = lo; b < hi; b += L) {
         const int64_t ow0 = std::min(b, hi - L);
-        typename Simd<T>::V d = vload(gyrow + ow0) / div;
+        typename Simd<T>::V d = div(vload(gyrow + ow0));
         if (ow0 < b) d = (lane_ramp<T>(1, ow0) >= static_cast<typename Simd<T>::IT>(b)) ? d : splat<T>(0);
         for (int64_t ih = a.h0; ih < a.h1; ++ih) {
           T* row = gp + ih * g.w + ow0 * S - g.pw;
@@ -405,22 +420,30 @@ void nhwc_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
           }
         } else {
           const AvgWindow a = avg_window(g, oh, ow);
-          const T div = static_cast<T>(a.div);
-          // Sum whole C-runs into the output row tap by tap (the reads stream through memory instead of
-          // hopping W*C elements per tap for every channel block), then divide: per element the same order
-          // as torch's sum. (Measured: 0.95-1.0x of torch's channels_last kernel on P3/P4, against 0.6-0.9x
-          // for sums held in registers per channel block.)
-          std::fill(yo, yo + C, T(0));
-          for (int64_t ih = a.h0; ih < a.h1; ++ih)
-            for (int64_t iw = a.w0; iw < a.w1; ++iw) {
-              const T* xt = xn + (ih * g.w + iw) * C;
-              int64_t k = 0;
-              for (; k + L <= C; k += L) vstore(yo + k, vload(yo + k) + vload(xt + k));
-              for (; k < C; ++k) yo[k] += xt[k];
-            }
+          const Divider<T> div(a.div);
+          // Sums of 4 L channels held in registers, the taps in row-major order (torch's order per element),
+          // each tap a contiguous 4 L-channel run; then the rest L at a time and a scalar tail. (Summing whole
+          // C-runs into the output row instead costs a read-modify-write of the row per tap.)
+          auto block = [&](int64_t c, auto nv) {
+            constexpr int K = decltype(nv)::value;
+            V s[K];
+            for (int k = 0; k < K; ++k) s[k] = splat<T>(0);
+            for (int64_t ih = a.h0; ih < a.h1; ++ih)
+              for (int64_t iw = a.w0; iw < a.w1; ++iw) {
+                const T* xt = xn + (ih * g.w + iw) * C + c;
+                for (int k = 0; k < K; ++k) s[k] += vload(xt + k * L);
+              }
+            for (int k = 0; k < K; ++k) vstore(yo + c + k * L, div(s[k]));
+          };
           int64_t c = 0;
-          for (; c + L <= C; c += L) vstore(yo + c, vload(yo + c) / splat<T>(div));
-          for (; c < C; ++c) yo[c] /= div;
+          for (; c + 4 * L <= C; c += 4 * L) block(c, std::integral_constant<int, 4>{});
+          for (; c + L <= C; c += L) block(c, std::integral_constant<int, 1>{});
+          for (; c < C; ++c) {
+            T s = 0;
+            for (int64_t ih = a.h0; ih < a.h1; ++ih)
+              for (int64_t iw = a.w0; iw < a.w1; ++iw) s += xn[(ih * g.w + iw) * C + c];
+            yo[c] = s / static_cast<T>(a.div);
+          }
         }
       }
     }
