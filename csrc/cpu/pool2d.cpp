@@ -16,10 +16,11 @@
 //    with zeros). Max backward, `plane_max_backward`: zero the plane, scatter grad_output to the saved
 //    indices (bounds-checked). Traffic: grad_output (+ indices) read once, grad_input written once.
 //  * channels_last (NHWC) forward, `nhwc_forward`: a task owns output rows (n, oh); every window tap is a
-//    contiguous run of C channels, vectorised along C (max: registers per channel block; avg: whole C-runs
-//    summed into the output row tap by tap). Max backward, `nhwc_backward`: a task owns (n, block
-//    of kNhwcBlock channels) of grad_input: zero it, then scatter grad_output to the saved indices (a vector
-//    form, comparing every tap with 16 int64 indices, measured 1.5-3x slower here). Avg backward, `nhwc_avg_backward`: a gather, each grad_input element written once.
+//    contiguous run of C channels, vectorised along C (max: registers per channel block; avg: sums of 4 L
+//    channels in registers). Max backward, `nhwc_backward`: a task owns (n, block of kNhwcBlock channels)
+//    of grad_input and zeroes it just ahead of the scatter of grad_output to the saved indices (a vector
+//    form, comparing every tap with 16 int64 indices, measured 1.5-3x slower here). Avg backward,
+//    `nhwc_avg_backward`: a gather, each grad_input element written once.
 // Indices are int64 flat h * W + w within the plane, in either layout (torch's convention). `return_indices`
 // false (inference) skips writing them: max then moves input + output only.
 #include <ATen/ATen.h>
@@ -507,17 +508,27 @@ void nhwc_backward(const T* gy, const int64_t* idx, T* gx, const PoolGeom& g) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t n = t / blocks, c0 = t % blocks * cblock, c1 = std::min(C, c0 + cblock);
       T* gn = gx + n * plane * C;
-      if (c0 == 0 && c1 == C)
-        std::fill(gn, gn + plane * C, T(0));
-      else
-        for (int64_t q = 0; q < plane; ++q) std::fill(gn + q * C + c0, gn + q * C + c1, T(0));
+      // Pixels [0, zq) of this task's channels are zeroed. The zero fill runs just ahead of the scatter (to
+      // the pixel an index needs), so the scatter's read-modify-write finds its lines in cache; a whole
+      // image zeroed first (3 MiB on P1/P2) would have left L2 before the scatter reached it. Correct for
+      // any in-plane index: a pixel behind the frontier is zeroed already, one beyond extends it.
+      int64_t zq = 0;
+      auto zero_to = [&](int64_t q1) {
+        if (c0 == 0 && c1 == C)
+          std::fill(gn + zq * C, gn + q1 * C, T(0));
+        else
+          for (int64_t q = zq; q < q1; ++q) std::fill(gn + q * C + c0, gn + q * C + c1, T(0));
+        zq = q1;
+      };
       for (int64_t o = n * g.ho * g.wo * C; o < (n + 1) * g.ho * g.wo * C; o += C)
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t i = idx[o + c];
           TORCH_CHECK(i >= 0 && i < plane, "convkit::pool2d_backward: index ", i, " out of range for a ", g.h, "x",
                       g.w, " plane");
+          if (i >= zq) zero_to(i + 1);
           gn[i * C + c] += gy[o + c];
         }
+      zero_to(plane);
     }
   });
 }
