@@ -4,7 +4,8 @@
 // place that chooses the algorithm of each direction; with algo="auto":
 //   forward      3x3 stride 1, >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
-//                else <= 32 output channels per group and column stride 1: direct rows (forward_rows);
+//                else <= 32 output channels per group and column stride 1: direct rows (forward_rows), or with
+//                one input channel per group (depthwise) forward_depthwise;
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
@@ -288,16 +289,39 @@ struct FlatTile {
   }
 };
 
-// One OB-row block of output channels over one tile of TW flattened positions, for rows k0 .. k0+nk of the
-// reduction: starts from the bias (k0 == 0) or from the partial sums in y, runs gemm_tile_rows, stores.
+// W as panels of OB output channels for the forward: out[grp][ob][k][OB] = W[grp*Og + ob*OB + r, k], zeros
+// past the group's last channel. One contiguous stream per register tile (the OB rows read in place were
+// OB strided streams, each only nk long: the L2 prefetcher did not keep up). Packed on every call (the
+// weights change every step), parallel over panels.
 template <typename T, int OB>
-inline void forward_block(const T* w, const T* b, T* y, const ConvGeom& g, const T* zero_row, int64_t grp, int64_t ob,
-                          int64_t k0, int64_t nk, const T* cols_tile, int64_t q, int64_t cnt) {
+T* pack_w_panels(const T* w, const ConvGeom& g) {
+  const int64_t K = g.cg * g.kh * g.kw, nob = (g.og + OB - 1) / OB;
+  T* o = call_workspace<T>(kWsForwardPanels, g.groups * nob * K * OB);
+  at::parallel_for(0, g.groups * nob, std::max<int64_t>(1, 16384 / std::max<int64_t>(K * OB, 1)),
+                   [&](int64_t begin, int64_t end) {
+    for (int64_t pb = begin; pb < end; ++pb) {
+      const int64_t grp = pb / nob, o0 = (pb % nob) * OB, nr = std::min<int64_t>(OB, g.og - o0);
+      const T* src = w + (grp * g.og + o0) * K;
+      T* dst = o + pb * K * OB;
+      for (int64_t k = 0; k < K; ++k, dst += OB) {
+        for (int64_t r = 0; r < nr; ++r) dst[r] = src[r * K + k];
+        for (int64_t r = nr; r < OB; ++r) dst[r] = T(0);
+      }
+    }
+  });
+  return o;
+}
+
+// One OB-row block of output channels over one tile of TW flattened positions, for rows k0 .. k0+nk of the
+// reduction: starts from the bias (k0 == 0) or from the partial sums in y, accumulates, stores. The weights
+// come from the packed panels (pack_w_panels) where given, else the OB rows of W are read in place.
+template <typename T, int OB>
+inline void forward_block(const T* w, const T* panels, const T* b, T* y, const ConvGeom& g, const T* zero_row,
+                          int64_t grp, int64_t ob, int64_t k0, int64_t nk, const T* cols_tile, int64_t q,
+                          int64_t cnt) {
   using V = typename Simd<T>::V;
-  const int64_t K = g.cg * g.kh * g.kw;
+  const int64_t K = g.cg * g.kh * g.kw, nob = (g.og + OB - 1) / OB;
   const int64_t o0 = grp * g.og + ob * OB, nvalid = std::min<int64_t>(OB, grp * g.og + g.og - o0);
-  const T* wrows[OB];
-  for (int r = 0; r < OB; ++r) wrows[r] = r < nvalid ? w + (o0 + r) * K : zero_row;
   V acc[OB][2];
   if (k0 > 0) {
     FlatTile<T, OB>::load(y, g, o0, nvalid, q, cnt, acc);
@@ -307,20 +331,28 @@ inline void forward_block(const T* w, const T* b, T* y, const ConvGeom& g, const
     acc[r][0] = V{} + init;
     acc[r][1] = V{} + init;
   }
-  gemm_tile_rows<T, OB>(wrows, k0, cols_tile, nk, acc);
+  if (panels) {
+    gemm_tile<T, OB>(panels + ((grp * nob + ob) * K + k0) * OB, cols_tile, nk, acc);
+  } else {
+    const T* wrows[OB];
+    for (int r = 0; r < OB; ++r) wrows[r] = r < nvalid ? w + (o0 + r) * K : zero_row;
+    gemm_tile_rows<T, OB>(wrows, k0, cols_tile, nk, acc);
+  }
   FlatTile<T, OB>::store(y, g, o0, nvalid, q, cnt, acc);
 }
 
 // Forward, implicit GEMM. Layout: x (N, C, H, W), y (N, O, Ho*Wo), w (O, K) contiguous, k = (c, i, j).
 // Output positions are flattened over images (q = n*Ho*Wo + p) and cut into tiles of TW = 2 vectors, so
 // small maps (7x7, 14x14) still fill whole tiles. A register tile is OB output channels x TW positions,
-// accumulated over rows of k by gemm_tile_rows, reading the OB weight rows in place (nothing is packed
-// per call). Two schedules:
+// accumulated over rows of k. Two schedules:
 //  * local (many positions, e.g. R3): a task owns a chunk of P positions of one group and a range of
 //    output-channel blocks; per block of kc rows of k it packs its chunk (pack_cols, kc*P*sizeof(T) <=
 //    kColBytes) and runs every tile x channel block (the tile's kc x TW columns stay in L1 across blocks).
+//    W is packed once per call into OB-channel panels (pack_w_panels): 3-7 % faster than reading its rows
+//    in place at N=8 (R4, R6, R9, R10, X3; measured interleaved, 2 threads), level at N=1.
 //  * shared (few positions, large weights, e.g. R9/R11): per block of kc rows the threads first pack all
-//    positions together, then split the output-channel blocks, so every weight is read about once per call.
+//    positions together, then split the output-channel blocks, so every weight is read about once per call;
+//    it reads W's rows in place (packing them doubled the weight traffic: R11 N=1 1.75 -> 2.18 ms).
 // Between k blocks the partial sums go through y. The k order is fixed, so results do not depend on the
 // thread count or the schedule.
 template <typename T, int OB>
@@ -352,7 +384,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
           at::parallel_for(0, nob, 1, [&](int64_t ob_begin, int64_t ob_end) {
             for (int64_t tile = 0; tile < nt; ++tile)
               for (int64_t ob = ob_begin; ob < ob_end; ++ob)
-                forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols + tile * nk * TW,
+                forward_block<T, OB>(w, nullptr, b, y, g, zero_row.data(), grp, ob, k0, nk, cols + tile * nk * TW,
                                      q0 + tile * TW, std::min(TW, np - tile * TW));
           });
         }
@@ -366,6 +398,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
     chunks = (tiles_all + p_tiles - 1) / p_tiles;
   }
   const int64_t P = p_tiles * TW, ob_per = (nob + osplit - 1) / osplit;
+  const T* const panels = pack_w_panels<T, OB>(w, g);
   at::parallel_for(0, g.groups * chunks * osplit, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> cols(kc * P);
     for (int64_t t = begin; t < end; ++t) {
@@ -377,7 +410,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
         pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0, k0 + nk, cols.data());
         for (int64_t tile = 0; tile < ntiles; ++tile)
           for (int64_t ob = os * ob_per; ob < ob_end; ++ob)
-            forward_block<T, OB>(w, b, y, g, zero_row.data(), grp, ob, k0, nk, cols.data() + tile * nk * TW,
+            forward_block<T, OB>(w, panels, b, y, g, zero_row.data(), grp, ob, k0, nk, cols.data() + tile * nk * TW,
                                  q0 + tile * TW, std::min(TW, np - tile * TW));
       }
     }
@@ -520,6 +553,102 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
       }
     }
   });
+}
+
+// Depthwise (one input and one output channel per group; column stride 1), e.g. X1: a task owns a block of
+// output rows of one image and group. It copies the input rows they read once into a zero-padded slab
+// (row pitch ld >= the padded width plus a chunk of slack, so every vector load stays inside), then per
+// output row and output channel keeps a chunk of DW_V vectors of the row in registers and adds the kh*kw
+// taps, each one unaligned load and one FMA per vector, the weight broadcast from a register. The
+// general rows kernel (forward_rows) made kw shifted copies and ran its channel loops for one channel:
+// X1 at N=8 took 4.7 ms on one thread, 40 % of it in those copies. Summation order per output: bias,
+// then (i, j) ascending, as in forward_rows. Workspace: the slab, about kColBytes per task.
+constexpr int64_t kDepthwiseVectors = 4;  // vectors of one output row held in registers
+
+// One input and one output channel per group (X1, and single-channel T1). With more output channels per
+// group (a depthwise multiplier, LeNet conv1) forward_rows' register block of up to 8 channels reuses
+// each load 8 times and stays.
+inline bool depthwise_applies(const ConvGeom& g) { return g.cg == 1 && g.og == 1 && g.sw == 1; }
+
+template <typename T, int64_t KW>  // KW > 0: the kernel width known at compile time; 0: g.kw
+inline void depthwise_chunk(const T* row0, int64_t row_step, const T* wk, T bias, T* y, int64_t cnt,
+                            const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t kw = KW > 0 ? KW : g.kw;
+  V acc[kDepthwiseVectors];
+  for (int64_t v = 0; v < kDepthwiseVectors; ++v) acc[v] = splat<T>(bias);
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const T* row = row0 + i * row_step;
+    for (int64_t j = 0; j < kw; ++j) {
+      const T wv = wk[i * kw + j];
+      const T* xs = row + j * g.dw;
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < kDepthwiseVectors; ++v) acc[v] += wv * vload(xs + v * L);
+    }
+  }
+  for (int64_t v = 0; v < kDepthwiseVectors && v * L < cnt; ++v) {
+    const int64_t m = std::min(L, cnt - v * L);
+    if (m == L) {
+      vstore(y + v * L, acc[v]);
+    } else {
+      alignas(64) T tmp[L];
+      vstore(tmp, acc[v]);
+      std::copy(tmp, tmp + m, y + v * L);
+    }
+  }
+}
+
+template <typename T, int64_t KW>
+void forward_depthwise_impl(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  constexpr int64_t CH = kDepthwiseVectors * Simd<T>::L;
+  const int64_t chunks = (g.wo + CH - 1) / CH;
+  const int64_t ld = chunks * CH + (g.kw - 1) * g.dw;  // >= pl + W + pr: the last chunk's loads stay inside
+  const int64_t span = (g.kh - 1) * g.dh + 1, khw = g.kh * g.kw, plane = g.ho * g.wo;
+  int64_t rb = std::max<int64_t>(1, (kColBytes / (ld * (int64_t)sizeof(T)) - span) / g.sh + 1);
+  const int64_t want = 4 * at::get_num_threads();
+  rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
+  const int64_t rblocks = (g.ho + rb - 1) / rb;
+  at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slab;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t oh0 = t % rblocks * rb, oh1 = std::min(g.ho, oh0 + rb);
+      const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
+      const int64_t rows = (oh1 - oh0 - 1) * g.sh + span, ih0 = oh0 * g.sh - g.pt;
+      const T* xc = x + (n * g.c + grp) * g.h * g.w;
+      slab.resize(rows * ld);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* dst = slab.data() + r * ld;
+        const int64_t ih = ih0 + r;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(dst, dst + ld, T(0));
+          continue;
+        }
+        std::fill(dst, dst + g.pl, T(0));
+        std::copy(xc + ih * g.w, xc + (ih + 1) * g.w, dst + g.pl);
+        std::fill(dst + g.pl + g.w, dst + ld, T(0));
+      }
+      for (int64_t o = grp * g.og; o < (grp + 1) * g.og; ++o) {
+        const T* wk = w + o * khw;
+        const T bias = b ? b[o] : T(0);
+        T* yo = y + (n * g.o + o) * plane;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          const T* row0 = slab.data() + (oh - oh0) * g.sh * ld;
+          for (int64_t c = 0; c < chunks; ++c)
+            depthwise_chunk<T, KW>(row0 + c * CH, g.dh * ld, wk, bias, yo + oh * g.wo + c * CH,
+                                   std::min(CH, g.wo - c * CH), g);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void forward_depthwise(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  if (g.kw == 3)
+    forward_depthwise_impl<T, 3>(x, w, b, y, g);
+  else
+    forward_depthwise_impl<T, 0>(x, w, b, y, g);
 }
 
 template <typename T>
@@ -892,7 +1021,10 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
       for (int64_t c = 0; c < g.cg; ++c)
         for (int64_t q = 0; q < khw; ++q)
           wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
-  forward_rows<T>(gy, wt, nullptr, gx, t);
+  if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
+    forward_depthwise<T>(gy, wt, nullptr, gx, t);
+  else
+    forward_rows<T>(gy, wt, nullptr, gx, t);
 }
 
 // Pointwise (1x1, stride 1, no padding) gradients are plain matrix products per image:
@@ -1012,7 +1144,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, Depthwise, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col, Winograd };
 struct Plan {
@@ -1031,9 +1163,11 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   const bool wino_gx = (wino || (algo == Algo::Auto && winograd_preferred(g))) && transposed_rows_padding_valid(g);
   const bool wino_gw = wino || (algo == Algo::Auto && winograd_preferred_grad_weight(g));
   Plan p;
-  p.fwd = wino_fwd ? Fwd::Winograd
-          : (algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g))) ? Fwd::Rows
-                                                                               : Fwd::Tiled;
+  const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
+  p.fwd = wino_fwd                          ? Fwd::Winograd
+          : direct && depthwise_applies(g)  ? Fwd::Depthwise
+          : direct                          ? Fwd::Rows
+                                            : Fwd::Tiled;
   const bool pointwise = algo == Algo::Auto && is_pointwise(g);
   if (pointwise)
     p.gx = GradInput::Pointwise;
@@ -1077,9 +1211,13 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
       winograd_forward_cpu(x, w, b, g, y);
     } else {
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
-        forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                 has_bias ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g,
-                                 plan.fwd == Fwd::Rows);
+        const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
+        if (plan.fwd == Fwd::Depthwise)
+          forward_depthwise<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
+                                      y.mutable_data_ptr<scalar_t>(), g);
+        else
+          forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
+                                   y.mutable_data_ptr<scalar_t>(), g, plan.fwd == Fwd::Rows);
       });
     }
   }
@@ -1144,7 +1282,12 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   std::vector<std::pair<std::string, int64_t>> out;
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
-    case Fwd::Tiled: out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + kSharedColBytes); break;
+    case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
+    case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
+      const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
+      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kSharedColBytes));
+      break;
+    }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
     case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3) + BLAS", wino(g.c, g.o, g.ho, g.wo)); break;
   }

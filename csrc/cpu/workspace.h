@@ -10,6 +10,7 @@ namespace convkit {
 
 enum WorkspaceSlot : int {
   kWsPackedWeights = 0,  // corr2d.cpp: W^T panels (grad_input_tiled)
+  kWsForwardPanels,      // corr2d.cpp: W as OB-channel panels (forward_tiled)
   kWsFlippedWeights,     // corr2d.cpp: flipped, transposed W (grad_input_rows)
   kWsSharedCols,         // corr2d.cpp: forward_tiled's shared column block
   kWsWinogradData,       // winograd.cpp: transformed input V of one chunk

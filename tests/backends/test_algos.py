@@ -64,6 +64,13 @@ EXTRA_CASES = [
     ConvCase("1x1_s2", k=(1, 1), h=7, w=8, stride=2),
     ConvCase("1x1_pad1", k=(1, 1), padding=1),
     ConvCase("5x5_s21", h=9, w=8, k=(5, 5), stride=(2, 1), padding=2),
+    # depthwise (one input and one output channel per group): forward_depthwise forward and grad_input; a
+    # kernel width other than 3 (the generic width), dilation and row stride, rows wider than one register
+    # chunk (64 floats) with a tail; a multiplier of 2 (the rows kernel) beside them
+    ConvCase("dw_wide_rows", n=2, c=3, h=5, w=70, o=3, groups=3, padding=(1, 2, 0, 1)),
+    ConvCase("dw_mult2_5x2", c=2, h=9, w=11, o=4, k=(5, 2), groups=2, padding=(2, 1, 1, 0), dilation=(1, 2)),
+    ConvCase("dw_5x2_dil", c=2, h=9, w=11, o=2, k=(5, 2), groups=2, padding=(2, 1, 1, 0), dilation=(1, 2)),
+    ConvCase("dw_s21_dil", c=4, h=12, w=19, o=4, k=(3, 4), groups=4, stride=(2, 1), padding=2, dilation=(2, 1)),
 ]
 ALL_CASES = CONV_CASES + EXTRA_CASES
 ZERO_PAD_CASES = [c for c in ALL_CASES if c.padding_mode == "zeros"]
