@@ -8,10 +8,11 @@
 //                one input channel per group (depthwise) forward_depthwise;
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
-//                input channels per group: the rows forward of those weights (grad_input_rows); 1x1 stride 1:
+//                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
+//                forward_depthwise for depthwise); 1x1 stride 1:
 //                per-image BLAS; else W^T dY + col2im (grad_input_tiled)
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
-//                <= 16 output channels per group: positions as vector lanes, from flat
+//                <= 16 output channels per group (<= 64 with stride 1): positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
 //                per-image BLAS; else a tiled GEMM over positions (grad_weight_tiled)
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
@@ -69,6 +70,11 @@ constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
 constexpr int64_t kFewChannels = 16;
+// With stride 1, the direct gradients (grad_input_rows, grad_weight_flat) also beat the packed-tile GEMMs up
+// to this many output channels per group (2 threads, ms, tiled -> direct; gx and gw alone):
+//   G1 (192 -> 32, 5x5, 28x28)  N=1 gx 2.54 -> 1.89, gw 5.20 -> 2.15;  N=8 gx 18.9 -> 9.6, gw 39.4 -> 14.1
+//   X3 (64 -> 64, dilation 2)    N=1 gx 1.48 -> 1.46, gw 2.90 -> 1.41;  N=8 gx 11.8 -> 11.0, gw 23.3 -> 17.6
+constexpr int64_t kFlatChannels = 64;
 constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x TW tile (16 KiB fp32) stays in L1
 
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
@@ -912,6 +918,7 @@ void write_lanes(const std::vector<typename Simd<T>::V>& acc, int64_t acc_ld, in
 // of kFlatImageBlocks fixed blocks of images; the blocks' sums are added in block order at the end, so the
 // result does not depend on the thread count (the channel split does not change any summation order).
 constexpr int64_t kFlatImageBlocks = 4;
+constexpr int64_t kFlatAccBytes = 1024 * 1024;
 
 template <typename T>
 void grad_weight_flat(const T* x, const T* gy, T* gw, const ConvGeom& g) {
@@ -922,7 +929,11 @@ void grad_weight_flat(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   const int64_t nper = (g.n + nblocks - 1) / nblocks;
   const int64_t want = 2 * at::get_num_threads();
   const int64_t split = std::max<int64_t>(1, (want + g.groups * nblocks - 1) / (g.groups * nblocks));
-  const int64_t cb = (g.cg + split - 1) / split, cblocks = (g.cg + cb - 1) / cb;
+  // channels per task: enough tasks for the threads, and the Og x nk vector accumulators within
+  // kFlatAccBytes (G1, 192 -> 32 channels 5x5 at N=8: one task per image block held 9.8 MB of them, out of
+  // L2, and took 66 ms)
+  const int64_t acc_cb = std::max<int64_t>(1, kFlatAccBytes / (g.og * khw * (int64_t)sizeof(V)));
+  const int64_t cb = std::min((g.cg + split - 1) / split, acc_cb), cblocks = (g.cg + cb - 1) / cb;
   const int64_t rb =
       std::max<int64_t>(1, std::min(g.ho, kColBytes / ((int64_t)sizeof(T) * g.kw * cb * g.wo) - span + 1));
   std::vector<T> part(nblocks * g.o * K);  // per image block: gw's layout
@@ -994,7 +1005,8 @@ void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
-// grad_input through the rows forward, for stride 1 and at most kFewChannels input channels per group: gx is
+// grad_input through the rows forward, for stride 1 and at most kFewChannels input channels or kFlatChannels
+// output channels per group: gx is
 // the correlation of dY, zero-padded by d*(k-1) - p, with the weights flipped in both axes and transposed
 // (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab.
 inline bool transposed_rows_padding_valid(const ConvGeom& g) {
@@ -1004,7 +1016,7 @@ inline bool transposed_rows_padding_valid(const ConvGeom& g) {
 
 // forced: algo="direct" uses it for any channel count
 inline bool transposed_rows_applies(const ConvGeom& g, bool forced = false) {
-  return transposed_rows_padding_valid(g) && (forced || g.cg <= kFewChannels);
+  return transposed_rows_padding_valid(g) && (forced || g.cg <= kFewChannels || g.og <= kFlatChannels);
 }
 
 template <typename T>
@@ -1177,11 +1189,12 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
     p.gx = GradInput::Rows;
   else
     p.gx = GradInput::Tiled;
-  // grad_weight: positions as lanes for few output channels (the flat-slab variant with stride 1). Measured
-  // beyond that: R3 (3x3, 64 channels) flat 27.7 ms against tiled 42.2 ms at N=8, but G1 (5x5, 192->32) flat
-  // 28.9 against 21.7 and R9 (256 channels) 4x slower; the 3x3 cases go to Winograd, so the bound stays.
+  // grad_weight: positions as lanes for few output channels, and with stride 1 (the flat slabs) up to
+  // kFlatChannels since the flat kernel's accumulators are bounded (kFlatAccBytes; see kFlatChannels for the
+  // measurements). R9 (256 channels) was 4x slower through it; dense 3x3 goes to Winograd first.
   const bool stride1 = g.sh == 1 && g.sw == 1;
-  const bool lanes = algo == Algo::Direct || (algo != Algo::ImplicitGemm && g.og <= kFewChannels);
+  const bool lanes = algo == Algo::Direct ||
+                     (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatChannels)));
   p.gw = pointwise                ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
