@@ -8,6 +8,12 @@ from .backends.compiled import cache_info, empty_cache
 from .convert import convert
 from .explain import explain
 from .functional import available_backends, avg_pool2d, conv2d, corr2d, max_pool2d, pool2d
+from .backends import BACKENDS as _BACKENDS, get_backend as _get_backend
+
+# Every backend module is looked up once here: the first get_backend of a name imports it with importlib,
+# which torch.compile cannot trace (a first convkit call inside torch.compile(fullgraph=True) failed).
+for _name in _BACKENDS:
+    _get_backend(_name)
 
 __version__ = "0.1.0"
 

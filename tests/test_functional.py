@@ -173,3 +173,24 @@ def test_available_backends_and_auto():
     from convkit.functional import resolve_backend
     expected = "compiled" if "compiled" in names else "unfold"
     assert resolve_backend("auto", torch.device("cpu"), torch.float32) == expected
+
+
+_FRESH_COMPILE_SCRIPT = r"""
+import torch, torch.nn.functional as F, convkit
+x = torch.randn(2, 3, 8, 9, dtype=torch.float64)
+w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+for backend in ("auto", "unfold", "torch") + (("compiled",) if "compiled" in convkit.available_backends() else ()):
+    f = torch.compile(lambda x, w: convkit.max_pool2d(convkit.corr2d(x, w, padding=1, backend=backend), 2,
+                                                      backend=backend), fullgraph=True)
+    torch.testing.assert_close(f(x, w), F.max_pool2d(F.conv2d(x, w, padding=1), 2))
+    torch._dynamo.reset()
+print("ok")
+"""
+
+
+def test_first_call_inside_torch_compile_fullgraph():
+    # a fresh process whose first convkit call is traced: resolving the backend must not need an import
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", _FRESH_COMPILE_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -6,6 +6,7 @@
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
 //                else <= 32 output channels per group and column stride 1: direct rows (forward_rows), or with
 //                one input channel per group (depthwise) forward_depthwise;
+//                1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
@@ -1079,6 +1080,31 @@ void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor&
   });
 }
 
+// The 1x1 forward as per-image BLAS, y[n, group] = W[group] (Og x Cg) @ X[n, group] (Cg x HW) + b: no
+// column packing (for 1x1, pack_cols only copies X). Tasks are one image and group, each product
+// single-threaded, so results do not depend on the thread count. "auto" uses it from kPointwiseForwardTasks
+// tasks (a fixed count, not the thread count: the choice must not change with the threads); below that
+// one BLAS call per thread leaves threads idle, and forward_tiled splits the positions instead.
+constexpr int64_t kPointwiseForwardTasks = 4;
+
+void pointwise_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor& y, const ConvGeom& g) {
+  const int64_t hw = g.h * g.w;
+  const at::Tensor x3 = x.view({g.n, g.c, hw}), w2 = w.view({g.o, g.cg});
+  at::Tensor y3 = y.view({g.n, g.o, hw});
+  const at::Tensor b2 = b.defined() ? b.view({g.o, 1}) : at::Tensor();
+  at::parallel_for(0, g.n * g.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.groups, grp = t % g.groups;
+      at::Tensor out = y3[n].narrow(0, grp * g.og, g.og);
+      const at::Tensor wg = w2.narrow(0, grp * g.og, g.og), xg = x3[n].narrow(0, grp * g.cg, g.cg);
+      if (b2.defined())
+        at::addmm_out(out, b2.narrow(0, grp * g.og, g.og), wg, xg);
+      else
+        at::mm_out(out, wg, xg);
+    }
+  });
+}
+
 // grad_bias[o] = sum over n, oh, ow of gy: Wo partial sums (vectorisable) added in order at the end.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
@@ -1156,7 +1182,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Depthwise, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, Depthwise, Pointwise, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col, Winograd };
 struct Plan {
@@ -1176,11 +1202,12 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   const bool wino_gw = wino || (algo == Algo::Auto && winograd_preferred_grad_weight(g));
   Plan p;
   const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
+  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
   p.fwd = wino_fwd                          ? Fwd::Winograd
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct                          ? Fwd::Rows
+          : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
                                             : Fwd::Tiled;
-  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
   if (pointwise)
     p.gx = GradInput::Pointwise;
   else if (wino_gx)
@@ -1222,6 +1249,9 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     if (plan.fwd == Fwd::Winograd) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       winograd_forward_cpu(x, w, b, g, y);
+    } else if (plan.fwd == Fwd::Pointwise) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      pointwise_forward(x, w, b, y, g);
     } else {
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
         const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
@@ -1296,6 +1326,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
     case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
+    case Fwd::Pointwise: out.emplace_back("per-image BLAS W X (1x1)", 0); break;
     case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
       out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kSharedColBytes));

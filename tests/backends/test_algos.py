@@ -413,6 +413,7 @@ THREAD_SHAPES = [
     (2, 16, 20, 17, 18, 3, (2, 1), 1, 1),
     (2, 8, 16, 15, 16, 3, 2, (1, 0, 2, 1), 2),
     (2, 12, 12, 14, 13, 3, 1, 1, 12),         # depthwise
+    (4, 12, 80, 9, 11, 1, 1, 0, 2),           # 1x1, > 32 channels per group on 8 images x groups: BLAS
 ]
 
 
@@ -813,3 +814,23 @@ def test_no_bias_and_partial_masks(algo):
     for got, want in zip(full[:2], torch.autograd.grad(F.conv2d(F.pad(xr, (1, 1, 2, 0)), wr), (xr, wr), gy)):
         torch.testing.assert_close(got, want, **TIGHT)
     torch.testing.assert_close(full[2], gy.sum((0, 2, 3)), **TIGHT)
+
+
+# --------------------------------------------------------------------------- 1x1 forward through BLAS
+@pytest.mark.parametrize("n, groups, bias, dtype", [(4, 1, True, torch.float64), (2, 2, False, torch.float64),
+                                                      (8, 1, True, torch.float32), (3, 1, True, torch.float64)])
+def test_pointwise_forward(n, groups, bias, dtype):
+    # auto runs 1x1 stride-1 unpadded layers with > 32 output channels per group (fewer: the rows kernel)
+    # from 4 images x groups as one BLAS product per image and group
+    x = rand(n, 8, 5, 7, seed=41, dtype=dtype)
+    wt = rand(80, 8 // groups, 1, 1, seed=42, dtype=dtype)
+    b = rand(80, seed=43, dtype=dtype) if bias else None
+    e = convkit.explain(tuple(x.shape), tuple(wt.shape), groups=groups)
+    uses_blas = n * groups >= 4
+    assert ("per-image BLAS W X" in e.backends["compiled"]["forward"]) == uses_blas
+    y = convkit.corr2d(x, wt, b, groups=groups, backend="compiled")
+    ref = F.conv2d(x.double(), wt.double(), None if b is None else b.double(), groups=groups)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y.double(), ref, **tol)
+    torch.testing.assert_close(y, convkit.corr2d(x, wt, b, groups=groups, backend="compiled", algo="implicit_gemm"),
+                               **tol)
