@@ -7,8 +7,8 @@
 For each shape, batch size and direction, torch and convkit (algo "auto" and each forced --algos that
 applies to the shape) run on the same inputs, interleaved: --rounds rounds, each timing every variant once
 with torch.utils.benchmark (blocked_autorange, convkit/_bench_measure.py's time_interleaved); the time
-reported is the median over rounds. The sgemm rate (torch.mm 2048^2) and copy bandwidth are measured at the
-start of the same run; GFLOP/s counts the forward's 2*MACs (forward+backward: 3x). ratio = convkit / torch
+reported is the median over rounds. The FMA peak (register-only FMA chains, convkit._C.fma_peak), the sgemm rate
+(torch.mm 2048^2) and copy bandwidth are measured at the start of the same run; GFLOP/s counts the forward's 2*MACs (forward+backward: 3x). ratio = convkit / torch
 (below 1: convkit faster). fp32, NCHW contiguous in and out.
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ def run(a):
         torch.set_num_threads(a.threads)
     peaks = measure_peaks("cpu", rounds=3)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; sgemm {peaks['gemm_gflops']:.0f} GFLOP/s, copy {peaks['copy_gbs']:.1f} GB/s "
+          f"{torch.__version__}; FMA peak {peaks.get('fma_gflops', float('nan')):.0f} GFLOP/s, "
+          f"sgemm {peaks['gemm_gflops']:.0f} GFLOP/s, copy {peaks['copy_gbs']:.1f} GB/s "
           f"(measured now); median of {a.rounds} interleaved rounds; ratio = convkit / torch", flush=True)
     rows = []
     for sid in a.shapes.split(","):
@@ -68,6 +69,8 @@ def run(a):
                        "ratio_to_torch": {v: t / med["torch"] for v, t in med.items()},
                        "gflops": {v: flop / t / 1e9 for v, t in med.items()},
                        "pct_of_sgemm": {v: 100 * flop / t / 1e9 / peaks["gemm_gflops"] for v, t in med.items()}}
+                if "fma_gflops" in peaks:
+                    row["pct_of_fma"] = {v: 100 * flop / t / 1e9 / peaks["fma_gflops"] for v, t in med.items()}
                 rows.append(row)
                 cells = "  ".join(f"{v.replace('compiled:', '')} {t * 1e3:8.3f} ms ({t / med['torch']:4.2f}x, "
                                   f"{row['gflops'][v]:5.0f} GF/s)" for v, t in med.items())
@@ -84,17 +87,21 @@ def table(path) -> str:
     with open(path) as f:
         r = json.load(f)
     variants = sorted({v for row in r["rows"] for v in row["median_s"]} - {"torch"})
-    head = "| shape | N | dir | torch ms | " + " | ".join(f"{v.replace('compiled:', '')} ms (ratio, % sgemm)"
+    fma = "fma_gflops" in r["peaks"]  # runs before the FMA probe quote % of the sgemm rate only
+    pct, key = ("% FMA peak", "pct_of_fma") if fma else ("% sgemm", "pct_of_sgemm")
+    head = "| shape | N | dir | torch ms | " + " | ".join(f"{v.replace('compiled:', '')} ms (ratio, {pct})"
                                                          for v in variants) + " |"
-    lines = [f"{r['threads']} threads, torch {r['torch']}, sgemm {r['peaks']['gemm_gflops']:.0f} GFLOP/s measured "
-             f"in the run; median of {r['rounds']} interleaved rounds; ratio = convkit / torch", "",
+    peak_text = (f"FMA peak {r['peaks']['fma_gflops']:.0f} GFLOP/s and sgemm {r['peaks']['gemm_gflops']:.0f} GFLOP/s"
+                 if fma else f"sgemm {r['peaks']['gemm_gflops']:.0f} GFLOP/s")
+    lines = [f"{r['threads']} threads, torch {r['torch']}, {peak_text} measured in the run; median of "
+             f"{r['rounds']} interleaved rounds; ratio = convkit / torch", "",
              head, "|" + "---|" * (4 + len(variants))]
     for row in r["rows"]:
         cells = []
         for v in variants:
             t = row["median_s"].get(v)
             cells.append("-" if t is None else
-                         f"{t * 1e3:.3f} ({row['ratio_to_torch'][v]:.2f}x, {row['pct_of_sgemm'][v]:.0f} %)")
+                         f"{t * 1e3:.3f} ({row['ratio_to_torch'][v]:.2f}x, {row[key][v]:.0f} %)")
         lines.append(f"| {row['shape']} | {row['n']} | {row['direction']} | {row['median_s']['torch'] * 1e3:.3f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

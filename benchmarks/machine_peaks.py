@@ -1,5 +1,6 @@
 """The reference rates the benchmark tables quote percentages of, measured here, now:
-  * FMA rate: torch.mm on 2048x2048 fp32 (MKL sgemm) in GFLOP/s — an attainable peak, not the datasheet one;
+  * GEMM rate: torch.mm on 2048x2048 fp32 (MKL sgemm) in GFLOP/s — an attainable rate, not the datasheet one;
+  * FMA peak (with convkit._C built): register-only fp32 FMA chains on every thread (csrc/cpu/peak.cpp);
   * copy bandwidth: a 256 MiB fp32 tensor's copy_ in GB/s, counting bytes read + written.
 Medians of --rounds torch.utils.benchmark measurements at the current thread count. The probes live in
 convkit/_bench_measure.py (measure_peaks), which `python -m convkit bench` runs at the start of every run.
@@ -23,7 +24,8 @@ if __name__ == "__main__":
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     r = measure(a.rounds, a.device)
-    print(f"{r['threads']} threads: gemm {r['gemm_gflops']:.0f} GFLOP/s, copy {r['copy_gbs']:.1f} GB/s")
+    fma = f", FMA peak {r['fma_gflops']:.0f} GFLOP/s" if "fma_gflops" in r else ""
+    print(f"{r['threads']} threads: gemm {r['gemm_gflops']:.0f} GFLOP/s{fma}, copy {r['copy_gbs']:.1f} GB/s")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)

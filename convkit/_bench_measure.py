@@ -220,7 +220,9 @@ def measure_peaks(device="cpu", dtype=torch.float32, rounds: int = 5, min_run_ti
 
     gemm_gflops: torch.mm of two n x n matrices in `dtype` (MKL/oneDNN sgemm on CPU, cuBLAS with TF32 off
     on GPU) in GFLOP/s: an attainable FMA rate, not the datasheet one. copy_gbs: a 256 MiB tensor's copy_
-    in GB/s, counting bytes read + written. Medians over `rounds` measurements.
+    in GB/s, counting bytes read + written. fma_gflops (CPU, fp32, when convkit._C is built): register-only
+    vector FMA chains on every thread (csrc/cpu/peak.cpp), the ceiling of any fp32 kernel here; MKL's sgemm
+    reaches 70-80 % of it on this machine. Medians over `rounds` measurements.
     """
     device = torch.device(device)
     n = 8192 if device.type == "cuda" else 2048
@@ -231,9 +233,22 @@ def measure_peaks(device="cpu", dtype=torch.float32, rounds: int = 5, min_run_ti
     for _ in range(rounds):
         mm.append(2 * n**3 / time_call(lambda: a @ a, min_run_time, device) / 1e9)
         cp.append(2 * src.numel() * src.element_size() / time_call(lambda: dst.copy_(src), min_run_time, device) / 1e9)
-    return {"device": device.type, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
-            "gemm_n": n, "gemm_gflops": statistics.median(mm), "copy_gbs": statistics.median(cp),
-            "gemm_all": mm, "copy_all": cp}
+    out = {"device": device.type, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+           "gemm_n": n, "gemm_gflops": statistics.median(mm), "copy_gbs": statistics.median(cp),
+           "gemm_all": mm, "copy_all": cp}
+    fma = _fma_peak_probe() if device.type == "cpu" else None
+    if fma is not None:
+        fm = [fma(20_000_000) for _ in range(rounds)]
+        out.update(fma_gflops=statistics.median(fm), fma_all=fm)
+    return out
+
+
+def _fma_peak_probe():
+    try:
+        from . import _C
+    except ImportError:
+        return None
+    return getattr(_C, "fma_peak", None)
 
 
 # --------------------------------------------------------------------------- memory
