@@ -29,6 +29,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -595,7 +596,7 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                                bool count_include_pad, c10::optional<int64_t> divisor_override) {
   const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                    divisor_override);
-  const std::vector<int64_t> out_shape{g.n, g.c, g.ho, g.wo};
+  const std::array<int64_t, 4> out_shape{g.n, g.c, g.ho, g.wo};
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), "convkit::pool2d_backward: grad_output must have shape ",
               at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
