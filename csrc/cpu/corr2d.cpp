@@ -4,7 +4,7 @@
 // place that chooses the algorithm of each direction; with algo="auto":
 //   forward      3x3 stride 1, >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
-//                else <= 32 output channels per group and column stride 1: direct rows (forward_rows), or with
+//                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows (forward_rows), or with
 //                one input channel per group (depthwise) forward_depthwise;
 //                1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                else implicit GEMM over packed column tiles (forward_tiled)
@@ -436,10 +436,14 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
 //    of position p is slab[j][c][p + i*dh*Wo]: every lane is useful however small Wo is;
 //  * other row strides ("rows"): one padded copy per row, vectorised along each output row.
 // The forward's bound is higher than the gradients' kFewChannels: G1 (192 -> 32 channels, 5x5, N=8) runs in
-// 26.1 ms through the rows kernel against 34.8-38.2 ms through forward_tiled; at 64-128 channels the two
-// are level (X3, R8), so the GEMM keeps those.
+// 26.1 ms through the rows kernel against 34.8-38.2 ms through forward_tiled. Up to kFlatChannels (64) output
+// channels it also wins at 2 threads except for 1x1 (ms, rows vs forward_tiled, interleaved):
+//   X3 N=1 1.52 vs 1.84, N=8 13.1 vs 12.3 | 64->64 5x5 @28 N=1 1.06 vs 1.72, N=8 7.6 vs 10.5 |
+//   64->64 7x7 @28 N=8 16.2 vs 20.1 | 96->64 3x3 d2 @28 N=8 4.7 vs 5.4 | R2 (1x1 64->64) N=8 1.94 vs 1.45
 constexpr int64_t kRowsForwardChannels = 32;
-inline bool rows_applies(const ConvGeom& g) { return g.og <= kRowsForwardChannels && g.sw == 1; }
+inline bool rows_applies(const ConvGeom& g) {
+  return g.sw == 1 && (g.og <= kRowsForwardChannels || (g.og <= kFlatChannels && g.kh * g.kw > 1));
+}
 
 // y[o][0:cnt] = b[o] + sum over (c, i, j) of w[o][c][i][j] * base[c*sc + i*si + j*sj + (0:cnt)], o < OB.
 template <typename T, int OB>

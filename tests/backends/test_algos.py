@@ -467,9 +467,10 @@ def winograd_rule(n, cg, og, ho, wo):
     (2, 31, 32, 16, 16, 1, 1, "direct"),           # 31 input channels; <= 32 output channels: rows
     (2, 32, 31, 16, 16, 1, 1, "direct"),           # 31 output channels
     (2, 16, 16, 16, 12, 1, 1, "direct"),           # 24 tiles
-    (1, 40, 40, 20, 20, 1, 1, "implicit_gemm"),    # 25 tiles; > 32 output channels: tiled
+    (1, 40, 40, 20, 20, 1, 1, "direct"),           # 25 tiles; <= 64 output channels (not 1x1): rows
+    (1, 40, 72, 20, 20, 1, 1, "implicit_gemm"),    # > 64 output channels: tiled
     (2, 16, 32, 16, 16, 1, 4, "direct"),           # 4 input channels per group
-    (1, 32, 48, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles
+    (1, 32, 80, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles
 ])
 def test_auto_forward_equals_its_chosen_algorithm(shape):
     n, c, o, h, w, p, groups, expected = shape
