@@ -7,8 +7,9 @@
 For each shape, batch size and direction, torch and convkit (algo "auto" and each forced --algos that
 applies to the shape) run on the same inputs, interleaved: --rounds rounds, each timing every variant once
 with torch.utils.benchmark (blocked_autorange, convkit/_bench_measure.py's time_interleaved); the time
-reported is the median over rounds. The FMA peak (register-only FMA chains, convkit._C.fma_peak), the sgemm rate
-(torch.mm 2048^2) and copy bandwidth are measured at the start of the same run; GFLOP/s counts the forward's 2*MACs (forward+backward: 3x). ratio = convkit / torch
+reported is the median over rounds. The FMA peak (register-only FMA chains, convkit._C.fma_peak), the sgemm
+rate (torch.mm 2048^2) and copy bandwidth are measured at the start of the same run; GFLOP/s counts the
+forward's 2*MACs (forward+backward: 3x). ratio = convkit / torch
 (below 1: convkit faster). fp32, NCHW contiguous in and out.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ from .backends import BACKENDS as _BACKENDS, get_backend as _get_backend
 # which torch.compile cannot trace (a first convkit call inside torch.compile(fullgraph=True) failed).
 for _name in _BACKENDS:
     _get_backend(_name)
+del _name
 
 __version__ = "0.1.0"
 

@@ -236,19 +236,12 @@ def measure_peaks(device="cpu", dtype=torch.float32, rounds: int = 5, min_run_ti
     out = {"device": device.type, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
            "gemm_n": n, "gemm_gflops": statistics.median(mm), "copy_gbs": statistics.median(cp),
            "gemm_all": mm, "copy_all": cp}
-    fma = _fma_peak_probe() if device.type == "cpu" else None
-    if fma is not None:
-        fm = [fma(20_000_000) for _ in range(rounds)]
-        out.update(fma_gflops=statistics.median(fm), fma_all=fm)
+    if device.type == "cpu":
+        from .backends import compiled
+        if compiled.available():
+            fm = [compiled.fma_peak() for _ in range(rounds)]
+            out.update(fma_gflops=statistics.median(fm), fma_all=fm)
     return out
-
-
-def _fma_peak_probe():
-    try:
-        from . import _C
-    except ImportError:
-        return None
-    return getattr(_C, "fma_peak", None)
 
 
 # --------------------------------------------------------------------------- memory

@@ -65,6 +65,12 @@ def empty_cache() -> None:
         _C.empty_cache()
 
 
+def fma_peak(iters: int = 20_000_000):
+    """GFLOP/s of register-only fp32 FMA chains on every thread (csrc/cpu/peak.cpp); None without the
+    extension."""
+    return None if _C is None else _C.fma_peak(iters)
+
+
 def describe() -> str:
     b = build_info()
     return f"convkit._C {'built for ' + b['isa'] + (' + CUDA' if b['cuda'] else '') if b['built'] else 'not built'}"
