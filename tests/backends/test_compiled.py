@@ -62,6 +62,27 @@ def test_double_backward_through_ops():
     assert torch.autograd.gradgradcheck(lambda x: ops.pool2d(x, *args[1:])[0], (args[0],))
 
 
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool2d_backward_node_keeps_the_autograd_contract(mode):
+    # pool2d's backward is a hand-written Node (autograd.cpp), not a torch::autograd::Function: it must still
+    # free its saved tensors after a backward, go through saved-tensor hooks, and work under anomaly mode.
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(tuple(t.shape)) or t, lambda t: t):
+        y = convkit.pool2d(x, 3, 2, 1, mode=mode, backend="compiled")
+    assert y.grad_fn.name() == "Pool2dBackward"
+    assert y.grad_fn.next_functions[0][0] is not None  # the edge to x's AccumulateGrad
+    assert (2, 3, 7, 6) in packed and (len(packed) == 2 if mode == "max" else True)
+    y.sum().backward()
+    ref = torch.autograd.grad((F.max_pool2d if mode == "max" else F.avg_pool2d)(x, 3, 2, 1).sum(), x)[0]
+    torch.testing.assert_close(x.grad, ref)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.sum().backward()
+    with torch.autograd.detect_anomaly():
+        g, = torch.autograd.grad(convkit.pool2d(x, 2, 1, mode=mode, backend="compiled").sum(), x)
+    assert g.shape == x.shape
+
+
 class SmallCNN(torch.nn.Module):
     def __init__(self):
         super().__init__()
