@@ -169,6 +169,17 @@ def test_thread_counts_give_identical_results(threads, kw):
     (lambda: ops.pool2d_backward(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 4, 4),
                                  torch.full((1, 1, 2, 2), 99, dtype=torch.long), "max", [2, 2], [2, 2], [0, 0], [1, 1],
                                  False, True, None), "index 99 out of range"),
+    # channels_last: the scatter checks a pixel's indices (all channels) before it writes any of them
+    (lambda: ops.pool2d_backward(torch.randn(1, 20, 2, 2).contiguous(memory_format=torch.channels_last),
+                                 torch.randn(1, 20, 4, 4).contiguous(memory_format=torch.channels_last),
+                                 torch.zeros(1, 20, 2, 2, dtype=torch.long).index_fill_(1, torch.tensor([17]), -3)
+                                 .contiguous(memory_format=torch.channels_last), "max", [2, 2], [2, 2], [0, 0],
+                                 [1, 1], False, True, None), "index -3 out of range"),
+    (lambda: ops.pool2d_backward(torch.randn(8, 3, 2, 2).contiguous(memory_format=torch.channels_last),
+                                 torch.randn(8, 3, 4, 4).contiguous(memory_format=torch.channels_last),
+                                 torch.full((8, 3, 2, 2), 16, dtype=torch.long)
+                                 .contiguous(memory_format=torch.channels_last), "max", [2, 2], [2, 2], [0, 0],
+                                 [1, 1], False, True, None), "index 16 out of range"),
 ])
 def test_direct_op_calls_check_their_arguments(call, match):
     with pytest.raises(RuntimeError, match=match):
