@@ -7,6 +7,9 @@
 //                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows (forward_rows), or with
 //                one input channel per group (depthwise) forward_depthwise;
 //                1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
+//                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
+//                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
+//                (forward_columns_blas);
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
@@ -88,9 +91,12 @@ constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x
 // loops instead of memcpy/fill calls keep the per-run cost at a few cycles.
 // Positions may run past the end of the image into the next ones (p0 + np > Ho*Wo): xg then advances by
 // one image (C*H*W), so small maps can be batched into full tiles.
-template <typename T, int64_t TW>
-void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
-               int64_t k1, T* cols, int64_t ld_k = -1, int64_t k_base = -1) {
+// TW may also be a run-time width (pack_cols_rows: one tile as wide as all positions, i.e. row-major
+// cols[k][q]); the template wrappers below give the register-tile widths as constants.
+template <typename T>
+[[gnu::always_inline]] inline void pack_cols_impl(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps,
+                                                  int64_t p0, int64_t np, int64_t k0, int64_t k1, T* cols,
+                                                  int64_t ld_k, int64_t k_base, const int64_t TW) {
   const int64_t nk = ld_k < 0 ? k1 - k0 : ld_k, kb = k_base < 0 ? k0 : k_base, khw = g.kh * g.kw;
   const int64_t image = g.c * g.h * g.w;
   for (int64_t k = k0; k < k1; ++k) {
@@ -132,6 +138,19 @@ void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int
       for (int64_t v = np % TW; v < TW; ++v) dst[v] = T(0);
     }
   }
+}
+
+template <typename T, int64_t TW>
+void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
+               int64_t k1, T* cols, int64_t ld_k = -1, int64_t k_base = -1) {
+  pack_cols_impl<T>(xg, g, taps, p0, np, k0, k1, cols, ld_k, k_base, TW);
+}
+
+// Rows [k0, k1) of the row-major column matrix cols[k - k_base][q] of np positions from p0 (ld np).
+template <typename T>
+void pack_cols_rows(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
+                    int64_t k1, T* cols, int64_t k_base) {
+  pack_cols_impl<T>(xg, g, taps, p0, np, k0, k1, cols, k1 - k_base, k_base, np);
 }
 
 // The transpose of pack_cols: gxg[c, ih, iw] += cols[tile][k - k0][q] for every position and row that
@@ -1112,6 +1131,81 @@ void pointwise_forward(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   });
 }
 
+// Few positions and large weights (R9 and R11 at N = 1: 196 and 49 positions for 2304 and 4608 rows of k;
+// R11 at N = 8: 392): implicit GEMM whose products are ATen's BLAS. forward_tiled's 8 x 32 register tile
+// reaches only ~77 GFLOP/s per thread on these shapes (its 8 weight rows are strided streams from L2),
+// against 105-160 for a single-threaded BLAS product of the same block (measured with torch.mm, 1 thread).
+// Per block of kb rows of k (kb x positions within kSharedColBytes), all threads pack the row-major column
+// block cols[k][q] (positions q flattened over images); then a task, a fixed block (blas_channel_block) of output
+// channels of one group, accumulates C[o][q] += W[o, k block] @ cols with one single-threaded BLAS product.
+// C starts from the bias; it is y itself for one image, else an accumulator of the group's output size
+// that is copied into y at the end (the one output-sized buffer of this path; no im2col-sized one). The
+// blocks depend on the shape only, so results do not depend on the thread count.
+// Tasks: output-channel blocks of half the group's channels (multiples of 16, 64 to 256), fixed by the shape:
+// every BLAS call re-packs the column block, so fewer, larger products win (R11 N=8: 10.3 ms with blocks
+// of 64, 9.3-9.4 with 256; R9 N=1 level within noise), and at least two tasks keep two threads busy.
+constexpr int64_t kBlasMaxPositions = 1024;
+
+bool columns_blas_applies(const ConvGeom& g) {
+  return g.cg * g.kh * g.kw >= 512 && g.og >= 128 && g.n * g.ho * g.wo <= kBlasMaxPositions;
+}
+
+int64_t blas_channel_block(const ConvGeom& g) {
+  return std::min<int64_t>(256, std::max<int64_t>(64, (g.og / 2 + 15) / 16 * 16));
+}
+
+// Where Winograd would also apply but has fewer than 2 tiles per 8192 kernel weights (R11 at N=8: 32 tiles
+// for 262144 weights), its transformed weights (4x W, written and read on every call) cost as much as it
+// saves: Winograd 10.0-10.3 ms, this path 9.3-9.4 ms (2 threads, same run).
+bool columns_blas_over_winograd(const ConvGeom& g) {
+  const int64_t tiles = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
+  return columns_blas_applies(g) && tiles * 8192 < 2 * g.og * g.cg;
+}
+
+template <typename T>
+void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::Tensor& bt, at::Tensor& yt,
+                          const ConvGeom& g) {
+  const T* x = xt.const_data_ptr<T>();
+  const T* w = wt.const_data_ptr<T>();
+  const T* b = bt.defined() ? bt.const_data_ptr<T>() : nullptr;
+  T* y = yt.mutable_data_ptr<T>();
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, np = g.n * hw;
+  const int64_t kb = std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * (int64_t)sizeof(T))) / 16 * 16);
+  const int64_t kBlasCh = blas_channel_block(g), oblocks = (g.og + kBlasCh - 1) / kBlasCh;
+  const std::vector<Tap> taps = column_taps(g);
+  T* const cols = call_workspace<T>(kWsSharedCols, kb * np);
+  T* const acc = g.n == 1 ? nullptr : call_workspace<T>(kWsBlasAccumulator, g.og * np);
+  const auto opts = xt.options();
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    T* const c_base = g.n == 1 ? y + grp * g.og * hw : acc;  // C[o][q], ld np
+    const T* const xg = x + grp * g.cg * g.h * g.w;
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+      const int64_t nk = std::min(K, k0 + kb) - k0;
+      at::parallel_for(0, nk, 8, [&](int64_t kb0, int64_t kb1) {
+        pack_cols_rows<T>(xg, g, taps, 0, np, k0 + kb0, k0 + kb1, cols, k0);
+      });
+      const at::Tensor bm = at::from_blob(cols, {nk, np}, opts);
+      at::parallel_for(0, oblocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t ob = begin; ob < end; ++ob) {
+          const int64_t o0 = ob * kBlasCh, no = std::min(kBlasCh, g.og - o0);
+          T* const c = c_base + o0 * np;
+          if (k0 == 0)
+            for (int64_t o = 0; o < no; ++o) std::fill(c + o * np, c + (o + 1) * np, b ? b[grp * g.og + o0 + o] : T(0));
+          at::Tensor cm = at::from_blob(c, {no, np}, opts);
+          cm.addmm_(at::from_blob(const_cast<T*>(w) + (grp * g.og + o0) * K + k0, {no, nk}, {K, 1}, opts), bm);
+        }
+      });
+    }
+    if (g.n > 1)
+      at::parallel_for(0, g.n * g.og, 16, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t n = t / g.og, o = t % g.og;
+          std::copy(acc + o * np + n * hw, acc + o * np + (n + 1) * hw, y + (n * g.o + grp * g.og + o) * hw);
+        }
+      });
+  }
+}
+
 // grad_bias[o] = sum over n, oh, ow of gy: Wo partial sums (vectorisable) added in order at the end.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
@@ -1189,7 +1283,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Depthwise, Pointwise, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, Depthwise, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col, Winograd };
 struct Plan {
@@ -1204,7 +1298,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
   // grad_weight has its own measured rule (winograd.cpp).
   const bool wino = algo == Algo::Winograd;
-  const bool wino_fwd = wino || (algo == Algo::Auto && winograd_preferred(g));
+  const bool wino_fwd = wino || (algo == Algo::Auto && winograd_preferred(g) && !columns_blas_over_winograd(g));
   const bool wino_gx = (wino || (algo == Algo::Auto && winograd_preferred(g))) && transposed_rows_padding_valid(g);
   const bool wino_gw = wino || (algo == Algo::Auto && winograd_preferred_grad_weight(g));
   Plan p;
@@ -1214,6 +1308,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct                          ? Fwd::Rows
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
+          : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
                                             : Fwd::Tiled;
   if (pointwise)
     p.gx = GradInput::Pointwise;
@@ -1259,6 +1354,9 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     } else if (plan.fwd == Fwd::Pointwise) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       pointwise_forward(x, w, b, y, g);
+    } else if (plan.fwd == Fwd::ColumnsBlas) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] { forward_columns_blas<scalar_t>(x, w, b, y, g); });
     } else {
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
         const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
@@ -1334,6 +1432,13 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
     case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
     case Fwd::Pointwise: out.emplace_back("per-image BLAS W X (1x1)", 0); break;
+    case Fwd::ColumnsBlas: {  // the shared column block, and for several images the output accumulator
+      const int64_t np = g.n * g.ho * g.wo, K = g.cg * khw;
+      const int64_t kb = std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * itemsize)) / 16 * 16);
+      out.emplace_back("implicit GEMM, BLAS products over packed column blocks (forward_columns_blas)",
+                       (kb * np + (g.n > 1 ? g.og * np : 0)) * itemsize);
+      break;
+    }
     case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
       out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kSharedColBytes));

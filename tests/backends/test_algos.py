@@ -414,6 +414,8 @@ THREAD_SHAPES = [
     (2, 8, 16, 15, 16, 3, 2, (1, 0, 2, 1), 2),
     (2, 12, 12, 14, 13, 3, 1, 1, 12),         # depthwise
     (4, 12, 80, 9, 11, 1, 1, 0, 2),           # 1x1, > 32 channels per group on 8 images x groups: BLAS
+    (2, 64, 144, 6, 7, 3, 1, 1, 1),           # K = 576, 144 output channels, 84 positions: column-block BLAS
+    (1, 128, 300, 5, 5, 3, 1, 1, 2),          # the same per group (150 channels: an uneven channel block)
 ]
 
 
@@ -835,3 +837,43 @@ def test_pointwise_forward(n, groups, bias, dtype):
     torch.testing.assert_close(y.double(), ref, **tol)
     torch.testing.assert_close(y, convkit.corr2d(x, wt, b, groups=groups, backend="compiled", algo="implicit_gemm"),
                                **tol)
+
+
+# --------------------------------------------------------------------------- column blocks through BLAS
+@pytest.mark.parametrize("n, c, o, h, stride, groups, bias, dtype", [
+    (1, 64, 128, 9, 1, 1, True, torch.float64),     # one image: the products accumulate in y itself
+    (3, 64, 150, 6, 1, 1, False, torch.float64),    # several images: the accumulator; blocks of 80 + 70
+    (2, 128, 260, 5, 1, 2, True, torch.float32),    # groups
+    (1, 64, 128, 13, 2, 1, True, torch.float32),    # stride 2 (R6 at N=1)
+])
+def test_columns_blas_forward(n, c, o, h, stride, groups, bias, dtype):
+    # auto runs layers with >= 512 rows of k, >= 128 output channels per group and <= 1024 positions as BLAS
+    # products of packed column blocks (forward_columns_blas)
+    x = rand(n, c, h, h, seed=51, dtype=dtype)
+    wt = rand(o, c // groups, 3, 3, seed=52, dtype=dtype)
+    b = rand(o, seed=53, dtype=dtype) if bias else None
+    e = convkit.explain(tuple(x.shape), tuple(wt.shape), stride=stride, padding=1, groups=groups)
+    assert "forward_columns_blas" in e.backends["compiled"]["forward"]
+    y = convkit.corr2d(x, wt, b, stride, 1, groups=groups, backend="compiled")
+    ref = F.conv2d(x.double(), wt.double(), None if b is None else b.double(), stride, 1, groups=groups)
+    if dtype == torch.float64:
+        torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    else:
+        assert_rel_close(y, ref)
+    # a different path from forced implicit_gemm (forward_tiled), same values within rounding
+    assert_rel_close(convkit.corr2d(x, wt, b, stride, 1, groups=groups, backend="compiled", algo="implicit_gemm"), ref)
+    if dtype == torch.float64 and n == 1:
+        torch.library.opcheck(ops.corr2d.default, (x, wt, b, [stride] * 2, [1] * 4, [1, 1], groups, "auto"))
+
+
+def test_columns_blas_replaces_winograd_with_few_tiles_per_weight():
+    # 32 tiles for 384 x 384 x 9 weights (R11 at N=8 in small): Winograd's rule holds, but with fewer than 2
+    # tiles per 8192 kernel weights auto takes the column-block BLAS path instead
+    x = rand(2, 384, 16, 16, seed=61, dtype=torch.float32)
+    wt = rand(384, 384, 3, 3, seed=62, dtype=torch.float32)
+    assert winograd_rule(2, 384, 384, 16, 16)
+    e = convkit.explain(tuple(x.shape), tuple(wt.shape), padding=1)
+    assert "forward_columns_blas" in e.backends["compiled"]["forward"]
+    y = ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "auto")
+    assert not torch.equal(y, ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "winograd"))
+    assert_rel_close(y, F.conv2d(x.double(), wt.double(), None, 1, 1))
