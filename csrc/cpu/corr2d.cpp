@@ -155,9 +155,10 @@ void pack_cols_rows(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps
 
 // The transpose of pack_cols: gxg[c, ih, iw] += cols[tile][k - k0][q] for every position and row that
 // reads the image (padding taps are dropped). The caller owns the channels of rows k0..k1.
-template <typename T, int64_t TW>
-void col2im_add(const T* cols, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
-                int64_t k1, T* gxg) {
+template <typename T>
+[[gnu::always_inline]] inline void col2im_add_impl(const T* cols, const ConvGeom& g, const std::vector<Tap>& taps,
+                                                   int64_t p0, int64_t np, int64_t k0, int64_t k1, T* gxg,
+                                                   const int64_t TW) {
   const int64_t nk = k1 - k0, khw = g.kh * g.kw;
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
@@ -184,6 +185,12 @@ void col2im_add(const T* cols, const ConvGeom& g, const std::vector<Tap>& taps, 
       }
     }
   }
+}
+
+template <typename T, int64_t TW>
+void col2im_add(const T* cols, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
+                int64_t k1, T* gxg) {
+  col2im_add_impl<T>(cols, g, taps, p0, np, k0, k1, gxg, TW);
 }
 
 // Register tile: acc[r][0..1] += sum_k a[k][r] * b[k][0:TW] with a packed [k][RB] and b [k][TW]:
@@ -1206,6 +1213,77 @@ void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::
   }
 }
 
+// The gradients in the same regime (columns_blas_applies), as BLAS products over fixed channel blocks:
+//   grad_input:  a task owns input channels [c0, c1) of one group (rows k of those channels): its column
+//                gradient C = W[:, k rows]^T (nk x Og) @ dY (Og x positions), one product, then col2im_add
+//                into gx[:, c0:c1] (zeroed by the task);
+//   grad_weight: a task owns rows [k0, k1) of the group: it packs those rows of the column matrix and
+//                writes gw[:, k0:k1] = dY (Og x positions) @ cols^T, one product.
+// dY is the (O x positions) matrix: dY itself for one image, else packed once (an output-sized copy).
+// Per-task buffers are bounded by kColBytes; the blocks depend on the shape only (deterministic results).
+template <typename T>
+const T* gy_matrix(const T* gy, const ConvGeom& g) {
+  const int64_t hw = g.ho * g.wo, np = g.n * hw;
+  if (g.n == 1) return gy;
+  T* m = call_workspace<T>(kWsBlasAccumulator, g.o * np);
+  at::parallel_for(0, g.n * g.o, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.o, o = t % g.o;
+      std::copy(gy + t * hw, gy + (t + 1) * hw, m + o * np + n * hw);
+    }
+  });
+  return m;
+}
+
+template <typename T>
+void grad_input_columns_blas(const at::Tensor& gyt, const at::Tensor& wt, at::Tensor& gxt, const ConvGeom& g) {
+  const int64_t khw = g.kh * g.kw, K = g.cg * khw, hw = g.ho * g.wo, np = g.n * hw, plane = g.h * g.w;
+  const T* dy = gy_matrix<T>(gyt.const_data_ptr<T>(), g);
+  const T* w = wt.const_data_ptr<T>();
+  T* gx = gxt.mutable_data_ptr<T>();
+  const int64_t cb = std::max<int64_t>(1, std::min<int64_t>((g.cg + 1) / 2, kColBytes / (khw * np * (int64_t)sizeof(T))));
+  const int64_t blocks = (g.cg + cb - 1) / cb;
+  const std::vector<Tap> taps = column_taps(g);
+  const auto opts = gyt.options();
+  at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> cbuf(cb * khw * np);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / blocks, c0 = (t % blocks) * cb, c1 = std::min(g.cg, c0 + cb);
+      const int64_t k0 = c0 * khw, nk = (c1 - c0) * khw;
+      at::Tensor cm = at::from_blob(cbuf.data(), {nk, np}, opts);
+      const at::Tensor wblk = at::from_blob(const_cast<T*>(w) + grp * g.og * K + k0, {g.og, nk}, {K, 1}, opts);
+      at::mm_out(cm, wblk.t(), at::from_blob(const_cast<T*>(dy) + grp * g.og * np, {g.og, np}, opts));
+      for (int64_t n = 0; n < g.n; ++n) {
+        T* gxg = gx + (n * g.c + grp * g.cg) * plane;
+        std::fill(gxg + c0 * plane, gxg + c1 * plane, T(0));
+        col2im_add_impl<T>(cbuf.data() + n * hw, g, taps, 0, hw, k0, k0 + nk, gxg, np);
+      }
+    }
+  });
+}
+
+template <typename T>
+void grad_weight_columns_blas(const at::Tensor& xt, const at::Tensor& gyt, at::Tensor& gwt, const ConvGeom& g) {
+  const int64_t khw = g.kh * g.kw, K = g.cg * khw, np = g.n * g.ho * g.wo;
+  const T* dy = gy_matrix<T>(gyt.const_data_ptr<T>(), g);
+  const T* x = xt.const_data_ptr<T>();
+  T* gw = gwt.mutable_data_ptr<T>();
+  const int64_t kbw = std::max<int64_t>(khw, std::min<int64_t>((K + 1) / 2, kColBytes / (np * (int64_t)sizeof(T))) / khw * khw);
+  const int64_t blocks = (K + kbw - 1) / kbw;
+  const std::vector<Tap> taps = column_taps(g);
+  const auto opts = gyt.options();
+  at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> cols(kbw * np);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / blocks, k0 = (t % blocks) * kbw, nk = std::min(K, k0 + kbw) - k0;
+      pack_cols_rows<T>(x + grp * g.cg * g.h * g.w, g, taps, 0, np, k0, k0 + nk, cols.data(), k0);
+      at::Tensor out = at::from_blob(gw + grp * g.og * K + k0, {g.og, nk}, {K, 1}, opts);
+      at::mm_out(out, at::from_blob(const_cast<T*>(dy) + grp * g.og * np, {g.og, np}, opts),
+                 at::from_blob(cols.data(), {nk, np}, opts).t());
+    }
+  });
+}
+
 // grad_bias[o] = sum over n, oh, ow of gy: Wo partial sums (vectorisable) added in order at the end.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
@@ -1284,8 +1362,8 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, Depthwise, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
-enum class GradInput { Rows, Pointwise, Tiled, Im2col, Winograd };
-enum class GradWeight { Flat, Lanes, Pointwise, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradWeight { Flat, Lanes, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
   GradInput gx;
@@ -1316,6 +1394,8 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
     p.gx = GradInput::Winograd;
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
     p.gx = GradInput::Rows;
+  else if (algo == Algo::Auto && columns_blas_applies(g))
+    p.gx = GradInput::ColumnsBlas;
   else
     p.gx = GradInput::Tiled;
   // grad_weight: positions as lanes for few output channels, and with stride 1 (the flat slabs) up to
@@ -1327,6 +1407,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   p.gw = pointwise                ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
+         : algo == Algo::Auto && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
   return p;
 }
@@ -1401,6 +1482,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   if (do_gw && plan.gw == GradWeight::Pointwise) pointwise_grad_weight(x, gy, gw, g);
   if (do_gx && plan.gx == GradInput::Winograd) winograd_grad_input_cpu(gy, w, gx, g);
   if (do_gw && plan.gw == GradWeight::Winograd) winograd_grad_weight_cpu(x, gy, gw, g);
+  if (plan.gx == GradInput::ColumnsBlas || plan.gw == GradWeight::ColumnsBlas)
+    AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {  // each fills the dY matrix in turn
+      if (do_gx && plan.gx == GradInput::ColumnsBlas) grad_input_columns_blas<scalar_t>(gy, w, gx, g);
+      if (do_gw && plan.gw == GradWeight::ColumnsBlas) grad_weight_columns_blas<scalar_t>(x, gy, gw, g);
+    });
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     if (do_gx && plan.gx == GradInput::Rows)
@@ -1450,6 +1536,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
     case GradInput::Pointwise: out.emplace_back("per-image BLAS W^T dY (1x1)", 0); break;
+    case GradInput::ColumnsBlas: out.emplace_back("BLAS W^T dY per channel block + col2im (grad_input_columns_blas)",
+                                                  (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
     case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + wino(g.o, g.c, g.h, g.w)); break;
@@ -1458,6 +1546,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
     case GradWeight::Lanes: out.emplace_back("positions as vector lanes over packed columns (grad_weight_lanes)", 2 * tiles); break;
     case GradWeight::Pointwise: out.emplace_back("per-image BLAS dY X^T (1x1)", 0); break;
+    case GradWeight::ColumnsBlas: out.emplace_back("BLAS dY cols^T per block of k (grad_weight_columns_blas)",
+                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
     case GradWeight::Tiled: out.emplace_back("tiled GEMM over positions (grad_weight_tiled)",
                                              std::min<int64_t>(kSharedGyBytes, g.n * g.o * g.ho * g.wo * itemsize) + tiles); break;
     case GradWeight::Im2col: out.emplace_back("BLAS dY cols^T over im2col", cols); break;

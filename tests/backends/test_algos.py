@@ -846,24 +846,39 @@ def test_pointwise_forward(n, groups, bias, dtype):
     (2, 128, 260, 5, 1, 2, True, torch.float32),    # groups
     (1, 64, 128, 13, 2, 1, True, torch.float32),    # stride 2 (R6 at N=1)
 ])
-def test_columns_blas_forward(n, c, o, h, stride, groups, bias, dtype):
+def test_columns_blas_paths(n, c, o, h, stride, groups, bias, dtype):
     # auto runs layers with >= 512 rows of k, >= 128 output channels per group and <= 1024 positions as BLAS
-    # products of packed column blocks (forward_columns_blas)
-    x = rand(n, c, h, h, seed=51, dtype=dtype)
-    wt = rand(o, c // groups, 3, 3, seed=52, dtype=dtype)
-    b = rand(o, seed=53, dtype=dtype) if bias else None
+    # products of packed column blocks (forward_columns_blas), and their gradients likewise
+    # (grad_input_columns_blas, grad_weight_columns_blas; stride 1 3x3 with >= 16 tiles: Winograd's)
+    x = rand(n, c, h, h, seed=51, dtype=dtype).requires_grad_()
+    wt = rand(o, c // groups, 3, 3, seed=52, dtype=dtype).requires_grad_()
+    b = rand(o, seed=53, dtype=dtype).requires_grad_() if bias else None
     e = convkit.explain(tuple(x.shape), tuple(wt.shape), stride=stride, padding=1, groups=groups)
     assert "forward_columns_blas" in e.backends["compiled"]["forward"]
+    assert "grad_input_columns_blas" in e.backends["compiled"]["grad_input"]
+    assert "grad_weight_columns_blas" in e.backends["compiled"]["grad_weight"]
     y = convkit.corr2d(x, wt, b, stride, 1, groups=groups, backend="compiled")
-    ref = F.conv2d(x.double(), wt.double(), None if b is None else b.double(), stride, 1, groups=groups)
-    if dtype == torch.float64:
-        torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
-    else:
-        assert_rel_close(y, ref)
+    inputs = (x, wt) if b is None else (x, wt, b)
+    gy = rand(*y.shape, seed=54, dtype=dtype)
+    grads = torch.autograd.grad(y, inputs, gy)
+    xd, wd = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+    bd = None if b is None else b.detach().double().requires_grad_()
+    ref = F.conv2d(xd, wd, bd, stride, 1, groups=groups)
+    ref_grads = torch.autograd.grad(ref, (xd, wd) if bd is None else (xd, wd, bd), gy.double())
+    for got, want in zip((y, *grads), (ref, *ref_grads)):
+        if dtype == torch.float64:
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)
+        else:
+            assert_rel_close(got, want)
+    y = y.detach()
     # a different path from forced implicit_gemm (forward_tiled), same values within rounding
-    assert_rel_close(convkit.corr2d(x, wt, b, stride, 1, groups=groups, backend="compiled", algo="implicit_gemm"), ref)
+    with torch.no_grad():
+        assert_rel_close(convkit.corr2d(x, wt, b, stride, 1, groups=groups, backend="compiled", algo="implicit_gemm"),
+                         ref)
     if dtype == torch.float64 and n == 1:
         torch.library.opcheck(ops.corr2d.default, (x, wt, b, [stride] * 2, [1] * 4, [1, 1], groups, "auto"))
+        torch.library.opcheck(ops.corr2d_backward.default,
+                              (gy, x, wt, [stride] * 2, [1] * 4, [1, 1], groups, [True, True, True], "auto"))
 
 
 def test_columns_blas_replaces_winograd_with_few_tiles_per_weight():
