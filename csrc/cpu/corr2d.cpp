@@ -14,11 +14,14 @@
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
 //                forward_depthwise for depthwise); 1x1 stride 1:
-//                per-image BLAS; else W^T dY + col2im (grad_input_tiled)
+//                per-image BLAS; the forward's column-block regime (columns_blas_applies): BLAS W^T dY per
+//                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
+//                (grad_input_tiled)
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
 //                <= 16 output channels per group (<= 64 with stride 1): positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
-//                per-image BLAS; else a tiled GEMM over positions (grad_weight_tiled)
+//                per-image BLAS; the column-block regime: BLAS dY cols^T per block of k
+//                (grad_weight_columns_blas); else a tiled GEMM over positions (grad_weight_tiled)
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
@@ -27,7 +30,8 @@
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
-// MiB). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
+// MiB). Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
+// (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
