@@ -1157,6 +1157,13 @@ void pointwise_forward(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 // of 64, 9.3-9.4 with 256; R9 N=1 level within noise), and at least two tasks keep two threads busy.
 constexpr int64_t kBlasMaxPositions = 1024;
 
+// Rows of k per column block: the block (rows x positions) within kSharedColBytes, at least 256 rows, a
+// multiple of 16 (also what convkit.explain reports).
+int64_t columns_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
+  const int64_t np = g.n * g.ho * g.wo;
+  return std::min(g.cg * g.kh * g.kw, std::max<int64_t>(256, kSharedColBytes / (np * itemsize)) / 16 * 16);
+}
+
 bool columns_blas_applies(const ConvGeom& g) {
   return g.cg * g.kh * g.kw >= 512 && g.og >= 128 && g.n * g.ho * g.wo <= kBlasMaxPositions;
 }
@@ -1181,7 +1188,7 @@ void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::
   const T* b = bt.defined() ? bt.const_data_ptr<T>() : nullptr;
   T* y = yt.mutable_data_ptr<T>();
   const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, np = g.n * hw;
-  const int64_t kb = std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * (int64_t)sizeof(T))) / 16 * 16);
+  const int64_t kb = columns_blas_k_rows(g, sizeof(T));
   const int64_t kBlasCh = blas_channel_block(g), oblocks = (g.og + kBlasCh - 1) / kBlasCh;
   const std::vector<Tap> taps = column_taps(g);
   T* const cols = call_workspace<T>(kWsSharedCols, kb * np);
@@ -1523,8 +1530,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
     case Fwd::Pointwise: out.emplace_back("per-image BLAS W X (1x1)", 0); break;
     case Fwd::ColumnsBlas: {  // the shared column block, and for several images the output accumulator
-      const int64_t np = g.n * g.ho * g.wo, K = g.cg * khw;
-      const int64_t kb = std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * itemsize)) / 16 * 16);
+      const int64_t np = g.n * g.ho * g.wo, kb = columns_blas_k_rows(g, itemsize);
       out.emplace_back("implicit GEMM, BLAS products over packed column blocks (forward_columns_blas)",
                        (kb * np + (g.n > 1 ? g.og * np : 0)) * itemsize);
       break;
