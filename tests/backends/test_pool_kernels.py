@@ -122,6 +122,26 @@ def test_indices_skipped_only_when_not_needed():
     torch.testing.assert_close(torch.autograd.grad(y.sum(), xr)[0], g)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("win", [((3, 3), (1, 1), (1, 1), (1, 1), False), ((3, 3), (2, 2), (1, 1), (1, 1), True),
+                                 ((70, 3), (1, 2), (1, 1), (1, 2), False), ((1, 1), (2, 1), (0, 0), (1, 1), True)],
+                         ids=str)
+def test_max_values_path_keeps_torch_order(win, dtype):
+    # The inference path (no indices, separable rows): -0.0 / +0.0 ties keep the first in row-major order,
+    # NaN wins, all-padding-free windows of -inf stay -inf, and windows taller than its row table (70 rows).
+    k, s, p, d, ceil = win
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-1, 2, (2, 3, 80, 45), generator=g).to(dtype) * 0.0  # +0.0 and -0.0
+    x[0, 0, 7, 9] = float("nan")
+    x[0, 1, :10] = float("-inf")
+    x[1, 2, 3:6, 20:30] = torch.randn(3, 10, generator=g, dtype=dtype)
+    y, i = op(x, "max", win, return_indices=False)
+    ry = F.max_pool2d(x, k, s, p, d, ceil)
+    assert i.numel() == 0 and y.shape == ry.shape
+    assert torch.equal(y.isnan(), ry.isnan())
+    assert torch.equal(y.nan_to_num(), ry.nan_to_num()) and torch.equal(y.signbit(), ry.signbit())
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_thread_count_does_not_change_results(threads):
     old = torch.get_num_threads()
