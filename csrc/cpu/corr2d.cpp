@@ -42,6 +42,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <numeric>
 #include <vector>
 
 #include "../common.h"
@@ -103,39 +104,55 @@ template <typename T>
                                                   int64_t ld_k, int64_t k_base, const int64_t TW) {
   const int64_t nk = ld_k < 0 ? k1 - k0 : ld_k, kb = k_base < 0 ? k0 : k_base, khw = g.kh * g.kw;
   const int64_t image = g.c * g.h * g.w;
-  for (int64_t k = k0; k < k1; ++k) {
-    const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
-    const Tap tp = taps[j];
-    T* base = cols + (k - kb) * TW;
-    const T* xi = xg;
-    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo;
+  // The runs (positions of one output row within one tile) depend only on the positions: worked out once
+  // here, not once per row of k (that bookkeeping was most of the packing time on short rows: R6 N=8).
+  struct Run {
+    int64_t dst;  // offset of the run in a k row of the tile layout, minus ow (so d[ow] is its first element)
+    int64_t src;  // offset of the run's image
+    int64_t ih0, ow, end;  // oh * sh - pt; output columns [ow, end)
+  };
+  std::vector<Run> runs;
+  runs.reserve(np / std::min(g.wo, TW) + 3);
+  {
+    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo, img = 0;
     while (q < np) {
       if (oh == g.ho) {
         oh = 0;
-        xi += image;
+        img += image;
       }
       const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
-      T* dst = base + (q / TW) * nk * TW + q % TW;
-      const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-      if (ih < 0 || ih >= g.h) {
-        for (int64_t v = 0; v < run; ++v) dst[v] = T(0);
-      } else {
-        const T* src = xi + (c * g.h + ih) * g.w + tp.off;
-        const int64_t a = std::min(std::max(tp.lo, ow), ow + run), e = std::max(std::min(tp.hi, ow + run), a);
-        T* d = dst - ow;
-        for (int64_t v = ow; v < a; ++v) d[v] = T(0);
-        if (g.sw == 1)
-          for (int64_t v = a; v < e; ++v) d[v] = src[v];
-        else
-          for (int64_t v = a; v < e; ++v) d[v] = src[v * g.sw];
-        for (int64_t v = e; v < ow + run; ++v) d[v] = T(0);
-      }
+      runs.push_back({(q / TW) * nk * TW + q % TW - ow, img, oh * g.sh - g.pt, ow, ow + run});
       q += run;
       ow += run;
       if (ow == g.wo) {
         ow = 0;
         ++oh;
       }
+    }
+  }
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
+    const Tap tp = taps[j];
+    T* const base = cols + (k - kb) * TW;
+    const T* const xc = xg + c * g.h * g.w + tp.off;
+    const int64_t di = i * g.dh;
+    for (const Run& r : runs) {
+      T* const d = base + r.dst;
+      const int64_t ih = r.ih0 + di;
+      if (ih < 0 || ih >= g.h) {
+        for (int64_t v = r.ow; v < r.end; ++v) d[v] = T(0);
+        continue;
+      }
+      const T* const src = xc + r.src + ih * g.w;
+      const int64_t a = std::min(std::max(tp.lo, r.ow), r.end), e = std::max(std::min(tp.hi, r.end), a);
+      for (int64_t v = r.ow; v < a; ++v) d[v] = T(0);
+      if (g.sw == 1)
+        copy_run(d + a, src + a, e - a);
+      else if (g.sw == 2)
+        copy_stride2(d + a, src + 2 * a, e - a);
+      else
+        for (int64_t v = a; v < e; ++v) d[v] = src[v * g.sw];
+      for (int64_t v = e; v < r.end; ++v) d[v] = T(0);
     }
     if (np % TW) {
       T* dst = base + (np / TW) * nk * TW;
@@ -435,6 +452,12 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   const int64_t osplit = std::min(nob, (want + g.groups * chunks - 1) / (g.groups * chunks));
   if (g.groups * chunks * osplit < want) {
     p_tiles = std::max<int64_t>(1, tiles_all * g.groups * osplit / want);
+    chunks = (tiles_all + p_tiles - 1) / p_tiles;
+  } else if (const int64_t nt = at::get_num_threads(); nt > 1 && g.groups * chunks * osplit < 8 * nt) {
+    // few tasks: a multiple of the thread count, so no thread runs one more task than the others (R6 N=8:
+    // 13 chunks -> 14). Positions per chunk only shrink, and the k order does not depend on them.
+    const int64_t m = nt / std::gcd(nt, g.groups * osplit), even = (chunks + m - 1) / m * m;
+    p_tiles = (tiles_all + even - 1) / even;
     chunks = (tiles_all + p_tiles - 1) / p_tiles;
   }
   const int64_t P = p_tiles * TW, ob_per = (nob + osplit - 1) / osplit;

@@ -5,7 +5,11 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace convkit {
 
@@ -57,6 +61,70 @@ constexpr typename Simd<T>::I lane_ramp_impl(int64_t step, int64_t base, std::in
 template <typename T>
 constexpr typename Simd<T>::I lane_ramp(int64_t step, int64_t base) {
   return lane_ramp_impl<T>(step, base, std::make_index_sequence<Simd<T>::L>{});
+}
+
+// dst[v] = src[v] for v in [0, n): the tail by one masked load and store with AVX-512 (column-packing runs
+// are one output row, often shorter than two vectors, where a scalar epilogue costs more than the body).
+template <typename T>
+inline void copy_run(T* __restrict__ dst, const T* __restrict__ src, int64_t n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value) {
+    int64_t v = 0;
+    for (; v + 16 <= n; v += 16) _mm512_storeu_ps(dst + v, _mm512_loadu_ps(src + v));
+    if (v < n) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - v)) - 1);
+      _mm512_mask_storeu_ps(dst + v, m, _mm512_maskz_loadu_ps(m, src + v));
+    }
+    return;
+  } else if constexpr (std::is_same<T, double>::value) {
+    int64_t v = 0;
+    for (; v + 8 <= n; v += 8) _mm512_storeu_pd(dst + v, _mm512_loadu_pd(src + v));
+    if (v < n) {
+      const __mmask8 m = static_cast<__mmask8>((1u << (n - v)) - 1);
+      _mm512_mask_storeu_pd(dst + v, m, _mm512_maskz_loadu_pd(m, src + v));
+    }
+    return;
+  }
+#endif
+  for (int64_t v = 0; v < n; ++v) dst[v] = src[v];
+}
+
+// dst[v] = src[2 v] for v in [0, n), reading no element past src[2 (n - 1)] (the last one may end a tensor).
+// With AVX-512: two loads and one even-lane permute per L outputs, the tail by masked loads and stores
+// (masked-off lanes are never read); elsewhere a scalar loop. Used by the stride-2 column packing, whose
+// runs are one output row (Wo elements): the scalar strided loop cost about 5 cycles per element there.
+template <typename T>
+inline void copy_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int64_t v = 0;
+    for (; v + 16 < n; v += 16)
+      _mm512_storeu_ps(dst + v, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * v), even,
+                                                       _mm512_loadu_ps(src + 2 * v + 16)));
+    if (v < n) {
+      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 16 ? need : 16, c2 = need - c1;
+      const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << c1) - 1), src + 2 * v);
+      const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << c2) - 1), src + 2 * v + 16);
+      _mm512_mask_storeu_ps(dst + v, static_cast<__mmask16>((1u << r) - 1), _mm512_permutex2var_ps(lo, even, hi));
+    }
+    return;
+  } else if constexpr (std::is_same<T, double>::value) {
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    int64_t v = 0;
+    for (; v + 8 < n; v += 8)
+      _mm512_storeu_pd(dst + v, _mm512_permutex2var_pd(_mm512_loadu_pd(src + 2 * v), even,
+                                                       _mm512_loadu_pd(src + 2 * v + 8)));
+    if (v < n) {
+      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 8 ? need : 8, c2 = need - c1;
+      const __m512d lo = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << c1) - 1), src + 2 * v);
+      const __m512d hi = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << c2) - 1), src + 2 * v + 8);
+      _mm512_mask_storeu_pd(dst + v, static_cast<__mmask8>((1u << r) - 1), _mm512_permutex2var_pd(lo, even, hi));
+    }
+    return;
+  }
+#endif
+  for (int64_t v = 0; v < n; ++v) dst[v] = src[2 * v];
 }
 
 }  // namespace convkit
