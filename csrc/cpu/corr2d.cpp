@@ -88,6 +88,37 @@ constexpr int64_t kKc = 128;               // rows of k per column tile: a kKc x
 // forward_tiled takes all of K in one block up to 1.5 kKc (R1: K = 147 was 128 + 19, a second pass of partial
 // sums through y for 19 rows): R1 5 % faster at N=1 and 8, 16->64 3x3 (K = 144) 14 % at N=8, X4 forced 12-16 %.
 
+// The runs of positions [p0, p0 + np) in a column tile layout [tile][nk][TW]: maximal segments within one
+// output row and one tile. They depend only on the positions, so pack_cols and col2im_add work them out
+// once per call rather than once per row of k (that bookkeeping was most of their time on short output
+// rows: R6 at N=8 packed in 3.8 ms of a 13 ms forward).
+struct ColumnRun {
+  int64_t dst;           // offset of the run in a k row of the tile layout, minus ow (d[ow] is its first element)
+  int64_t src;           // offset of the run's image from the first image
+  int64_t ih0, ow, end;  // oh * sh - pt; output columns [ow, end)
+};
+
+inline std::vector<ColumnRun> column_runs(const ConvGeom& g, int64_t p0, int64_t np, int64_t nk, int64_t TW) {
+  std::vector<ColumnRun> runs;
+  runs.reserve(np / std::min(g.wo, TW) + 3);
+  int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo, img = 0;
+  while (q < np) {
+    if (oh == g.ho) {
+      oh = 0;
+      img += g.c * g.h * g.w;
+    }
+    const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
+    runs.push_back({(q / TW) * nk * TW + q % TW - ow, img, oh * g.sh - g.pt, ow, ow + run});
+    q += run;
+    ow += run;
+    if (ow == g.wo) {
+      ow = 0;
+      ++oh;
+    }
+  }
+  return runs;
+}
+
 // The column tile of positions [p0, p0 + np) of one image/group and rows k in [k0, k1), k = (c, i, j):
 // cols[tile][k - k0][TW] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] for position p = oh*Wo + ow, zero
 // where that reads padding and for positions past np (up to a whole tile). Copies run along output rows.
@@ -103,40 +134,14 @@ template <typename T>
                                                   int64_t p0, int64_t np, int64_t k0, int64_t k1, T* cols,
                                                   int64_t ld_k, int64_t k_base, const int64_t TW) {
   const int64_t nk = ld_k < 0 ? k1 - k0 : ld_k, kb = k_base < 0 ? k0 : k_base, khw = g.kh * g.kw;
-  const int64_t image = g.c * g.h * g.w;
-  // The runs (positions of one output row within one tile) depend only on the positions: worked out once
-  // here, not once per row of k (that bookkeeping was most of the packing time on short rows: R6 N=8).
-  struct Run {
-    int64_t dst;  // offset of the run in a k row of the tile layout, minus ow (so d[ow] is its first element)
-    int64_t src;  // offset of the run's image
-    int64_t ih0, ow, end;  // oh * sh - pt; output columns [ow, end)
-  };
-  std::vector<Run> runs;
-  runs.reserve(np / std::min(g.wo, TW) + 3);
-  {
-    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo, img = 0;
-    while (q < np) {
-      if (oh == g.ho) {
-        oh = 0;
-        img += image;
-      }
-      const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
-      runs.push_back({(q / TW) * nk * TW + q % TW - ow, img, oh * g.sh - g.pt, ow, ow + run});
-      q += run;
-      ow += run;
-      if (ow == g.wo) {
-        ow = 0;
-        ++oh;
-      }
-    }
-  }
+  const std::vector<ColumnRun> runs = column_runs(g, p0, np, nk, TW);
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
     const Tap tp = taps[j];
     T* const base = cols + (k - kb) * TW;
     const T* const xc = xg + c * g.h * g.w + tp.off;
     const int64_t di = i * g.dh;
-    for (const Run& r : runs) {
+    for (const ColumnRun& r : runs) {
       T* const d = base + r.dst;
       const int64_t ih = r.ih0 + di;
       if (ih < 0 || ih >= g.h) {
@@ -181,29 +186,25 @@ template <typename T>
                                                    int64_t p0, int64_t np, int64_t k0, int64_t k1, T* gxg,
                                                    const int64_t TW) {
   const int64_t nk = k1 - k0, khw = g.kh * g.kw;
+  const std::vector<ColumnRun> runs = column_runs(g, p0, np, nk, TW);
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t c = k / khw, i = (k / g.kw) % g.kh, j = k % g.kw;
     const Tap tp = taps[j];
-    const T* base = cols + (k - k0) * TW;
-    int64_t q = 0, oh = p0 / g.wo, ow = p0 % g.wo;
-    while (q < np) {
-      const int64_t run = std::min({g.wo - ow, np - q, TW - q % TW});
-      const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-      if (ih >= 0 && ih < g.h) {
-        const T* __restrict__ src = base + (q / TW) * nk * TW + q % TW - ow;
-        T* __restrict__ dst = gxg + (c * g.h + ih) * g.w + tp.off;
-        const int64_t a = std::min(std::max(tp.lo, ow), ow + run), e = std::max(std::min(tp.hi, ow + run), a);
-        if (g.sw == 1)
-          for (int64_t v = a; v < e; ++v) dst[v] += src[v];
-        else
-          for (int64_t v = a; v < e; ++v) dst[v * g.sw] += src[v];
-      }
-      q += run;
-      ow += run;
-      if (ow == g.wo) {
-        ow = 0;
-        ++oh;
-      }
+    const T* const base = cols + (k - k0) * TW;
+    T* const gc = gxg + c * g.h * g.w + tp.off;
+    const int64_t di = i * g.dh;
+    for (const ColumnRun& r : runs) {
+      const int64_t ih = r.ih0 + di;
+      if (ih < 0 || ih >= g.h) continue;
+      const T* const src = base + r.dst;  // src[ow]: the run's first element
+      T* const dst = gc + r.src + ih * g.w;
+      const int64_t a = std::min(std::max(tp.lo, r.ow), r.end), e = std::max(std::min(tp.hi, r.end), a);
+      if (g.sw == 1)
+        for (int64_t v = a; v < e; ++v) dst[v] += src[v];
+      else if (g.sw == 2)
+        add_stride2(dst + 2 * a, src + a, e - a);
+      else
+        for (int64_t v = a; v < e; ++v) dst[v * g.sw] += src[v];
     }
   }
 }
@@ -854,9 +855,20 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
         for (int64_t ch = 0; ch < chunks; ++ch) {
           const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
           pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols.data());
-          for (int64_t kk = 0; kk < kpanels * RB; ++kk)  // rows past nk: zero (the layout moves with npad)
-            for (int64_t q = 0; q < npad; ++q)
-              colst[((kk / RB) * npad + q) * RB + kk % RB] = kk < nk ? cols[((q / TW) * nk + kk) * TW + q % TW] : T(0);
+          static_assert(RB == 8, "transpose_rows8 makes panels of 8 rows of k");
+          for (int64_t kp = 0; kp < kpanels; ++kp) {  // colst[kp][q][RB] = cols[tile][kp * RB + r][q % TW]
+            T* const dst = colst.data() + kp * npad * RB;
+            if ((kp + 1) * RB <= nk) {
+              for (int64_t tile = 0; tile < ntiles; ++tile)
+                transpose_rows8(cols.data() + (tile * nk + kp * RB) * TW, TW, dst + tile * TW * RB, TW);
+            } else {  // the last, partial panel: rows past nk are zero
+              for (int64_t q = 0; q < npad; ++q)
+                for (int64_t r = 0; r < RB; ++r) {
+                  const int64_t kk = kp * RB + r;
+                  dst[q * RB + r] = kk < nk ? cols[((q / TW) * nk + kk) * TW + q % TW] : T(0);
+                }
+            }
+          }
           const T* gyc = shared_gy ? gys.data() + ((n * g.groups + grp) * chunks + ch) * per_chunk : gyt.data();
           if (!shared_gy) pack_gy(n, grp, ch, ot0, ot1, gyt.data());
           for (int64_t kp = 0; kp < kpanels; ++kp)
