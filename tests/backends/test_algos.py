@@ -416,6 +416,8 @@ THREAD_SHAPES = [
     (4, 12, 80, 9, 11, 1, 1, 0, 2),           # 1x1, > 32 channels per group on 8 images x groups: BLAS
     (2, 64, 144, 6, 7, 3, 1, 1, 1),           # K = 576, 144 output channels, 84 positions: column-block BLAS
     (1, 128, 300, 5, 5, 3, 1, 1, 2),          # the same per group (150 channels: an uneven channel block)
+    (3, 3, 40, 112, 112, 7, 2, 3, 1),         # stem-like, 9408 positions for K = 147: grad_weight's position slabs
+    (2, 8, 48, 48, 48, 3, 1, 1, 2),           # the same per group (K = 36, 4608 positions)
 ]
 
 
@@ -892,3 +894,26 @@ def test_columns_blas_replaces_winograd_with_few_tiles_per_weight():
     y = ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "auto")
     assert not torch.equal(y, ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "winograd"))
     assert_rel_close(y, F.conv2d(x.double(), wt.double(), None, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,k,stride,groups", [(3, 3, 40, 112, 7, 2, 1), (2, 8, 48, 48, 3, 1, 2),
+                                                     (1, 2, 20, 40, 3, 1, 1)])
+def test_grad_weight_position_slabs(n, c, o, h, k, stride, groups, dtype):
+    # many positions per weight (>= 64 K) and a small gw: grad_weight_tiled splits the positions into slabs
+    # with their own accumulators (R1 at N=8); the last 8-row panel of k runs past K (147, 36 and 18 rows)
+    x = rand(n, c, h, h, seed=71, dtype=dtype)
+    wt = rand(o, c // groups, k, k, seed=72, dtype=dtype).requires_grad_()
+    e = convkit.explain(tuple(x.shape), tuple(wt.shape), stride=stride, padding=k // 2, groups=groups,
+                        algo="implicit_gemm")
+    assert "slabs of positions" in e.backends["compiled"]["grad_weight"]
+    y = convkit.corr2d(x, wt, None, stride, k // 2, groups=groups, backend="compiled", algo="implicit_gemm")
+    gy = rand(*y.shape, seed=73, dtype=dtype)
+    (gw,) = torch.autograd.grad(y, (wt,), gy)
+    wd = wt.detach().double().requires_grad_()
+    ref = F.conv2d(x.double(), wd, None, stride, k // 2, groups=groups)
+    (want,) = torch.autograd.grad(ref, (wd,), gy.double())
+    if dtype == torch.float64:
+        torch.testing.assert_close(gw, want, rtol=1e-12, atol=1e-11)
+    else:
+        assert_rel_close(gw, want)
