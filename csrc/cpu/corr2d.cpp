@@ -842,10 +842,17 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   auto pack_gy = [&](int64_t n, int64_t grp, int64_t ch, int64_t ot0, int64_t ot1, T* dst_chunk) {
     const int64_t p0 = ch * P, np = std::min(P, hw - p0);
     std::fill(dst_chunk + ot0 * panel, dst_chunk + ot1 * panel, T(0));
-    for (int64_t o = ot0 * TW; o < std::min(g.og, ot1 * TW); ++o) {
+    const int64_t o_end = std::min(g.og, ot1 * TW);
+    for (int64_t o = ot0 * TW; o < o_end;) {  // 8 channels at a time (TW is a multiple of 8)
       const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
       T* dst = dst_chunk + (o / TW) * panel + o % TW;
-      for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
+      if (o + 8 <= o_end) {
+        transpose_rows8(src, hw, dst, np, TW);
+        o += 8;
+      } else {
+        for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
+        ++o;
+      }
     }
   };
   if (shared_gy)
@@ -875,8 +882,8 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
           }
       }
     }
-    for (int64_t kp = 0; kp < kpanels; ++kp)
-      for (int64_t ot = ot0; ot < ot1; ++ot) {
+    for (int64_t ot = ot0; ot < ot1; ++ot)  // the dY panel (P x TW) stays in L1 across the panels of k
+      for (int64_t kp = 0; kp < kpanels; ++kp) {
         V acc_r[RB][2];
         T* c = acc + (kp * RB) * og_pad + ot * TW;
         for (int r = 0; r < RB; ++r) {

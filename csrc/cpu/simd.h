@@ -180,28 +180,37 @@ inline void add_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t 
   for (int64_t v = 0; v < n; ++v) dst[2 * v] += src[v];
 }
 
-// dst[q * 8 + r] = src[r * ld + q] for r in [0, 8), q in [0, n): 8 rows into [q][8] panels (grad_weight's
-// column panels). With AVX-512 one gather per 16 (fp32: 2 columns) or 8 (fp64: 1 column) elements; n must
-// be even for fp32. The scalar loop it replaces was about a quarter of grad_weight_tiled's time (R6 N=8).
+// dst[q * dld + r] = src[r * ld + q] for r in [0, 8), q in [0, n): 8 rows into [q][8] groups (grad_weight's
+// column panels, dld = 8; its dY panels, dld = TW). With AVX-512 one gather per 16 (fp32: 2 columns, stored
+// as two halves) or 8 (fp64: 1 column) elements. The scalar loops these replaced were about a quarter of
+// grad_weight_tiled's time (R6 N=8) and a sixth (R1 N=8).
 template <typename T>
-inline void transpose_rows8(const T* __restrict__ src, int64_t ld, T* __restrict__ dst, int64_t n) {
-#if defined(__AVX512F__)
+inline void transpose_rows8(const T* __restrict__ src, int64_t ld, T* __restrict__ dst, int64_t n,
+                            int64_t dld = 8) {
+  int64_t q = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
   if constexpr (std::is_same<T, float>::value) {
-    if (n % 2 == 0 && ld <= (int64_t(1) << 27)) {
+    if (ld <= (int64_t(1) << 27)) {
       const int l = static_cast<int>(ld);
       const __m512i idx = _mm512_setr_epi32(0, l, 2 * l, 3 * l, 4 * l, 5 * l, 6 * l, 7 * l, 1, l + 1, 2 * l + 1,
                                             3 * l + 1, 4 * l + 1, 5 * l + 1, 6 * l + 1, 7 * l + 1);
-      for (int64_t q = 0; q < n; q += 2) _mm512_storeu_ps(dst + q * 8, _mm512_i32gather_ps(idx, src + q, 4));
-      return;
+      for (; q + 2 <= n; q += 2) {
+        const __m512 v = _mm512_i32gather_ps(idx, src + q, 4);
+        if (dld == 8) {
+          _mm512_storeu_ps(dst + q * 8, v);
+        } else {
+          _mm256_storeu_ps(dst + q * dld, _mm512_castps512_ps256(v));
+          _mm256_storeu_ps(dst + (q + 1) * dld, _mm512_extractf32x8_ps(v, 1));
+        }
+      }
     }
   } else if constexpr (std::is_same<T, double>::value) {
     const __m512i idx = _mm512_setr_epi64(0, ld, 2 * ld, 3 * ld, 4 * ld, 5 * ld, 6 * ld, 7 * ld);
-    for (int64_t q = 0; q < n; ++q) _mm512_storeu_pd(dst + q * 8, _mm512_i64gather_pd(idx, src + q, 8));
-    return;
+    for (; q < n; ++q) _mm512_storeu_pd(dst + q * dld, _mm512_i64gather_pd(idx, src + q, 8));
   }
 #endif
-  for (int64_t q = 0; q < n; ++q)
-    for (int r = 0; r < 8; ++r) dst[q * 8 + r] = src[r * ld + q];
+  for (; q < n; ++q)
+    for (int r = 0; r < 8; ++r) dst[q * dld + r] = src[r * ld + q];
 }
 
 }  // namespace convkit
