@@ -830,6 +830,12 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   int64_t kc = split_k ? ((K + split - 1) / split + RB - 1) / RB * RB : (K + RB - 1) / RB * RB;
   // bound the accumulator buffer (kc x og_pad) and the column tile (kc x P)
   kc = std::max<int64_t>(RB, std::min(kc, (kColBytes / ((int64_t)sizeof(T) * std::max(og_pad, P))) / RB * RB));
+  if (const int64_t nt = at::get_num_threads(); split_k && g.groups % nt != 0) {
+    // k blocks in a multiple of the thread count, of equal size (R6 N=8: 256 x 4 + 128 on 2 threads left one
+    // thread a third idle; now 6 x 192). The sums run over positions only, whatever the blocks.
+    const int64_t blocks = ((K + kc - 1) / kc + nt - 1) / nt * nt;
+    kc = std::max<int64_t>(RB, ((K + blocks - 1) / blocks + RB - 1) / RB * RB);
+  }
   const int64_t kblocks = (K + kc - 1) / kc;
   const int64_t osplit = split_k ? 1 : std::min(otiles, split), ot_per = (otiles + osplit - 1) / osplit;
   // dY transposed into [otile][p][TW] panels once for every task (the same values a task would pack for
