@@ -891,9 +891,17 @@ def test_columns_blas_replaces_winograd_with_few_tiles_per_weight():
     assert winograd_rule(2, 384, 384, 16, 16)
     e = convkit.explain(tuple(x.shape), tuple(wt.shape), padding=1)
     assert "forward_columns_blas" in e.backends["compiled"]["forward"]
+    assert "grad_input_columns_blas" in e.backends["compiled"]["grad_input"]  # the same rule for grad_input
     y = ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "auto")
     assert not torch.equal(y, ops.corr2d(x, wt, None, [1, 1], [1] * 4, [1, 1], 1, "winograd"))
     assert_rel_close(y, F.conv2d(x.double(), wt.double(), None, 1, 1))
+    gy = rand(*y.shape, seed=63, dtype=torch.float32)
+    gx = ops.corr2d_backward(gy, x, wt, [1, 1], [1] * 4, [1, 1], 1, [True, False, False], "auto")[0]
+    gx_wino = ops.corr2d_backward(gy, x, wt, [1, 1], [1] * 4, [1, 1], 1, [True, False, False], "winograd")[0]
+    assert not torch.equal(gx, gx_wino)
+    xd = x.double().requires_grad_()
+    (want,) = torch.autograd.grad(F.conv2d(xd, wt.double(), None, 1, 1), (xd,), gy.double())
+    assert_rel_close(gx, want)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
