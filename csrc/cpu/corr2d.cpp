@@ -1632,8 +1632,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
   const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
   const auto wino = [&](int64_t c, int64_t o, int64_t ho, int64_t wo) {  // U + V + M of one image chunk
-    const int64_t per_image = 36 * (c + o) * ((ho + 3) / 4) * ((wo + 3) / 4) * itemsize;
-    const int64_t n = std::max<int64_t>(1, std::min(g.n, (int64_t(16) << 20) / std::max<int64_t>(1, per_image)));
+    const int64_t tiles = ((ho + 3) / 4) * ((wo + 3) / 4), per_image = 36 * (c + o) * tiles * itemsize;
+    const int64_t n = winograd_images_per_chunk(g.n, per_image, tiles);
     return 36 * g.o * g.cg * itemsize + n * per_image;
   };
   std::vector<std::pair<std::string, int64_t>> out;

@@ -41,6 +41,8 @@ struct ConvGeom;
 bool winograd_applies(const ConvGeom& g);
 bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it (forward, grad_input)
 bool winograd_preferred_grad_weight(const ConvGeom& g);
+// Images per Winograd chunk (V and M of one chunk; img_bytes of both per image, per_image tiles).
+int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
 // grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
