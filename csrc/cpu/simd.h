@@ -63,30 +63,68 @@ constexpr typename Simd<T>::I lane_ramp(int64_t step, int64_t base) {
   return lane_ramp_impl<T>(step, base, std::make_index_sequence<Simd<T>::L>{});
 }
 
+#if defined(__AVX512F__)
+// The AVX-512 operations the run helpers below need, for float and double, so that each helper is written
+// once (masks of n < 2^16 lanes; index vectors built from a lane formula, constant-folded).
+template <typename T>
+struct Avx512;
+template <>
+struct Avx512<float> {
+  using V = __m512;
+  using M = __mmask16;
+  using IT = int32_t;
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V loadz(M m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store(float* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V perm2(V a, __m512i idx, V b) { return _mm512_permutex2var_ps(a, idx, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V splat(float v) { return _mm512_set1_ps(v); }
+};
+template <>
+struct Avx512<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  using IT = int64_t;
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static V loadz(M m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static void store(double* p, M m, V v) { _mm512_mask_storeu_pd(p, m, v); }
+  static V perm2(V a, __m512i idx, V b) { return _mm512_permutex2var_pd(a, idx, b); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V splat(double v) { return _mm512_set1_pd(v); }
+};
+
+template <typename T>
+inline typename Avx512<T>::M lanes_mask(int64_t n) {
+  return static_cast<typename Avx512<T>::M>((1u << n) - 1);
+}
+
+// The permute index with lane k = f(k) (two-source permutes: indices >= L select the second vector).
+template <typename T, typename F>
+inline __m512i lane_index(F f) {
+  alignas(64) typename Avx512<T>::IT a[Simd<T>::L];
+  for (int64_t k = 0; k < Simd<T>::L; ++k) a[k] = static_cast<typename Avx512<T>::IT>(f(k));
+  return _mm512_load_si512(a);
+}
+#endif
+
 // dst[v] = src[v] for v in [0, n): the tail by one masked load and store with AVX-512 (column-packing runs
 // are one output row, often shorter than two vectors, where a scalar epilogue costs more than the body).
 template <typename T>
 inline void copy_run(T* __restrict__ dst, const T* __restrict__ src, int64_t n) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value) {
-    int64_t v = 0;
-    for (; v + 16 <= n; v += 16) _mm512_storeu_ps(dst + v, _mm512_loadu_ps(src + v));
-    if (v < n) {
-      const __mmask16 m = static_cast<__mmask16>((1u << (n - v)) - 1);
-      _mm512_mask_storeu_ps(dst + v, m, _mm512_maskz_loadu_ps(m, src + v));
-    }
-    return;
-  } else if constexpr (std::is_same<T, double>::value) {
-    int64_t v = 0;
-    for (; v + 8 <= n; v += 8) _mm512_storeu_pd(dst + v, _mm512_loadu_pd(src + v));
-    if (v < n) {
-      const __mmask8 m = static_cast<__mmask8>((1u << (n - v)) - 1);
-      _mm512_mask_storeu_pd(dst + v, m, _mm512_maskz_loadu_pd(m, src + v));
-    }
-    return;
+  using A = Avx512<T>;
+  constexpr int64_t L = Simd<T>::L;
+  int64_t v = 0;
+  for (; v + L <= n; v += L) A::store(dst + v, A::load(src + v));
+  if (v < n) {
+    const auto m = lanes_mask<T>(n - v);
+    A::store(dst + v, m, A::loadz(m, src + v));
   }
-#endif
+#else
   for (int64_t v = 0; v < n; ++v) dst[v] = src[v];
+#endif
 }
 
 // dst[v] = src[2 v] for v in [0, n), reading no element past src[2 (n - 1)] (the last one may end a tensor).
@@ -96,88 +134,51 @@ inline void copy_run(T* __restrict__ dst, const T* __restrict__ src, int64_t n) 
 template <typename T>
 inline void copy_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t n) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    int64_t v = 0;
-    for (; v + 16 < n; v += 16)
-      _mm512_storeu_ps(dst + v, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * v), even,
-                                                       _mm512_loadu_ps(src + 2 * v + 16)));
-    if (v < n) {
-      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 16 ? need : 16, c2 = need - c1;
-      const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << c1) - 1), src + 2 * v);
-      const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << c2) - 1), src + 2 * v + 16);
-      _mm512_mask_storeu_ps(dst + v, static_cast<__mmask16>((1u << r) - 1), _mm512_permutex2var_ps(lo, even, hi));
-    }
-    return;
-  } else if constexpr (std::is_same<T, double>::value) {
-    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    int64_t v = 0;
-    for (; v + 8 < n; v += 8)
-      _mm512_storeu_pd(dst + v, _mm512_permutex2var_pd(_mm512_loadu_pd(src + 2 * v), even,
-                                                       _mm512_loadu_pd(src + 2 * v + 8)));
-    if (v < n) {
-      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 8 ? need : 8, c2 = need - c1;
-      const __m512d lo = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << c1) - 1), src + 2 * v);
-      const __m512d hi = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << c2) - 1), src + 2 * v + 8);
-      _mm512_mask_storeu_pd(dst + v, static_cast<__mmask8>((1u << r) - 1), _mm512_permutex2var_pd(lo, even, hi));
-    }
-    return;
+  using A = Avx512<T>;
+  constexpr int64_t L = Simd<T>::L;
+  const __m512i even = lane_index<T>([](int64_t k) { return 2 * k; });
+  int64_t v = 0;
+  for (; v + L < n; v += L) A::store(dst + v, A::perm2(A::load(src + 2 * v), even, A::load(src + 2 * v + L)));
+  if (v < n) {
+    const int64_t r = n - v, need = 2 * r - 1, c1 = need < L ? need : L, c2 = need - c1;
+    const auto lo = A::loadz(lanes_mask<T>(c1), src + 2 * v), hi = A::loadz(lanes_mask<T>(c2), src + 2 * v + L);
+    A::store(dst + v, lanes_mask<T>(r), A::perm2(lo, even, hi));
   }
-#endif
+#else
   for (int64_t v = 0; v < n; ++v) dst[v] = src[2 * v];
+#endif
 }
 
 // dst[2 v] += src[v] for v in [0, n), touching no element past dst[2 (n - 1)]: the transpose of copy_stride2
-// (col2im of stride-2 convolutions). With AVX-512, src is spread over the even lanes of two vectors (zeros
-// between: -0.0, which leaves every value, -0.0 included, unchanged) and added to two loads of dst; the tail by masked loads and stores.
+// (col2im of stride-2 convolutions). With AVX-512, src is spread over the even lanes of two vectors (-0.0
+// between, which leaves every value, -0.0 included, unchanged) and added to two loads of dst; the tail by
+// masked loads and stores.
 template <typename T>
 inline void add_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t n) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value) {
-    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
-    const __m512i hi_idx = _mm512_setr_epi32(8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16);
-    const __m512 zero = _mm512_set1_ps(-0.0f);  // x + -0.0 == x for every x, -0.0 included
-    int64_t v = 0;
-    for (; v + 16 < n; v += 16) {
-      const __m512 s = _mm512_loadu_ps(src + v);
-      T* d = dst + 2 * v;
-      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_permutex2var_ps(s, lo_idx, zero)));
-      _mm512_storeu_ps(d + 16, _mm512_add_ps(_mm512_loadu_ps(d + 16), _mm512_permutex2var_ps(s, hi_idx, zero)));
-    }
-    if (v < n) {
-      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 16 ? need : 16, c2 = need - c1;
-      const __mmask16 m1 = static_cast<__mmask16>((1u << c1) - 1), m2 = static_cast<__mmask16>((1u << c2) - 1);
-      const __m512 s = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << r) - 1), src + v);
-      T* d = dst + 2 * v;
-      _mm512_mask_storeu_ps(d, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d), _mm512_permutex2var_ps(s, lo_idx, zero)));
-      _mm512_mask_storeu_ps(d + 16, m2,
-                            _mm512_add_ps(_mm512_maskz_loadu_ps(m2, d + 16), _mm512_permutex2var_ps(s, hi_idx, zero)));
-    }
-    return;
-  } else if constexpr (std::is_same<T, double>::value) {
-    const __m512i lo_idx = _mm512_setr_epi64(0, 8, 1, 8, 2, 8, 3, 8);
-    const __m512i hi_idx = _mm512_setr_epi64(4, 8, 5, 8, 6, 8, 7, 8);
-    const __m512d zero = _mm512_set1_pd(-0.0);
-    int64_t v = 0;
-    for (; v + 8 < n; v += 8) {
-      const __m512d s = _mm512_loadu_pd(src + v);
-      T* d = dst + 2 * v;
-      _mm512_storeu_pd(d, _mm512_add_pd(_mm512_loadu_pd(d), _mm512_permutex2var_pd(s, lo_idx, zero)));
-      _mm512_storeu_pd(d + 8, _mm512_add_pd(_mm512_loadu_pd(d + 8), _mm512_permutex2var_pd(s, hi_idx, zero)));
-    }
-    if (v < n) {
-      const int64_t r = n - v, need = 2 * r - 1, c1 = need < 8 ? need : 8, c2 = need - c1;
-      const __mmask8 m1 = static_cast<__mmask8>((1u << c1) - 1), m2 = static_cast<__mmask8>((1u << c2) - 1);
-      const __m512d s = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << r) - 1), src + v);
-      T* d = dst + 2 * v;
-      _mm512_mask_storeu_pd(d, m1, _mm512_add_pd(_mm512_maskz_loadu_pd(m1, d), _mm512_permutex2var_pd(s, lo_idx, zero)));
-      _mm512_mask_storeu_pd(d + 8, m2,
-                            _mm512_add_pd(_mm512_maskz_loadu_pd(m2, d + 8), _mm512_permutex2var_pd(s, hi_idx, zero)));
-    }
-    return;
+  using A = Avx512<T>;
+  constexpr int64_t L = Simd<T>::L;
+  const __m512i lo_idx = lane_index<T>([](int64_t k) { return k % 2 ? L : k / 2; });
+  const __m512i hi_idx = lane_index<T>([](int64_t k) { return k % 2 ? L : L / 2 + k / 2; });
+  const auto zero = A::splat(T(-0.0));
+  int64_t v = 0;
+  for (; v + L < n; v += L) {
+    const auto x = A::load(src + v);
+    T* d = dst + 2 * v;
+    A::store(d, A::add(A::load(d), A::perm2(x, lo_idx, zero)));
+    A::store(d + L, A::add(A::load(d + L), A::perm2(x, hi_idx, zero)));
   }
-#endif
+  if (v < n) {
+    const int64_t r = n - v, need = 2 * r - 1, c1 = need < L ? need : L, c2 = need - c1;
+    const auto m1 = lanes_mask<T>(c1), m2 = lanes_mask<T>(c2);
+    const auto x = A::loadz(lanes_mask<T>(r), src + v);
+    T* d = dst + 2 * v;
+    A::store(d, m1, A::add(A::loadz(m1, d), A::perm2(x, lo_idx, zero)));
+    A::store(d + L, m2, A::add(A::loadz(m2, d + L), A::perm2(x, hi_idx, zero)));
+  }
+#else
   for (int64_t v = 0; v < n; ++v) dst[2 * v] += src[v];
+#endif
 }
 
 // dst[q * dld + r] = src[r * ld + q] for r in [0, 8), q in [0, n): 8 rows into [q][8] groups (grad_weight's
