@@ -123,8 +123,9 @@ inline std::vector<ColumnRun> column_runs(const ConvGeom& g, int64_t p0, int64_t
 // cols[tile][k - k0][TW] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] for position p = oh*Wo + ow, zero
 // where that reads padding and for positions past np (up to a whole tile). Copies run along output rows.
 // ld_k / k_base: the tile's k extent and first row (default: exactly [k0, k1)), so that several threads
-// can pack disjoint row ranges of one shared tile. Runs are short (Wo elements) for small images: plain
-// loops instead of memcpy/fill calls keep the per-run cost at a few cycles.
+// can pack disjoint row ranges of one shared tile. Runs are short (Wo elements, cut at tile edges): their
+// bookkeeping is done once per call (column_runs), and each copy is one or two vectors with a masked tail
+// (copy_run; stride 2: copy_stride2, loads and an even-lane permute), not a library call or scalar loop.
 // Positions may run past the end of the image into the next ones (p0 + np > Ho*Wo): xg then advances by
 // one image (C*H*W), so small maps can be batched into full tiles.
 // TW may also be a run-time width (pack_cols_rows: one tile as wide as all positions, i.e. row-major
@@ -811,7 +812,9 @@ inline bool grad_weight_splits_positions(const ConvGeom& g, int64_t itemsize) {
 // gyT[otile][p][TW] (o contiguous, zero past the group's channels and past np), then for every 8 k x TW o
 // register tile runs gemm_tile over the P positions (p ascending): 2 vector loads + 8 broadcasts per 16 FMAs
 // and one load/store of the tile per chunk. The summation order of an element depends only on P, never
-// on the split, so results are thread-count independent.
+// on the split, so results are thread-count independent. With many positions per weight and a small gw
+// (grad_weight_splits_positions: R1), tasks are instead a fixed number of slabs of position chunks, each
+// with a full-K accumulator, summed in slab order at the end: nothing is packed twice.
 template <typename T>
 void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   using V = typename Simd<T>::V;
