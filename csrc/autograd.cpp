@@ -272,13 +272,11 @@ struct Pool2dBackwardNode final : torch::autograd::Node {
     if (conf.mode == "max" && (!idx.defined() || idx.sym_numel() == 0) && gy.sym_numel() > 0)
       // a direct op call with return_indices=False on an input that requires grad: find the winners again
       idx = std::get<1>(pool2d_call(x.detach(), conf, true));
-    if (at::GradMode::is_enabled()) {  // create_graph: the backward is recorded for double backward
-      out[0] = pool2d_backward_call(gy, x, idx, conf);
-    } else {  // the usual backward: straight to the kernel, no autograd Function around it (d2l 3x3 max
-              // pool fwd+bwd 20.5 -> 18.7 us; torch 20.3-20.6 in the same run)
-      at::AutoDispatchBelowADInplaceOrView guard;
-      out[0] = pool2d_backward_call(gy, x, idx, conf);
-    }
+    // create_graph: the backward is recorded (Pool2dBackwardFunction) for double backward; else straight to
+    // the kernel, no autograd Function around it (d2l 3x3 max pool fwd+bwd 20.5 -> 18.7 us; torch 20.3-20.6)
+    c10::optional<at::AutoDispatchBelowADInplaceOrView> below;
+    if (!at::GradMode::is_enabled()) below.emplace();
+    out[0] = pool2d_backward_call(gy, x, idx, conf);
     return out;
   }
 };

@@ -801,7 +801,7 @@ constexpr int64_t kGradWeightSlabs = 8;  // grad_weight_tiled's position slabs (
 // positions per weight and a slab's full-K accumulator is small: every other split re-reads an operand the
 // size of dY or of the columns once per task.
 inline bool grad_weight_splits_positions(const ConvGeom& g, int64_t itemsize) {
-  const int64_t K = g.cg * g.kh * g.kw, og_pad = (g.og + 31) / 32 * 32;
+  const int64_t TW = 2 * 64 / itemsize, K = g.cg * g.kh * g.kw, og_pad = (g.og + TW - 1) / TW * TW;
   return g.n * g.ho * g.wo >= 64 * K && K * og_pad * itemsize <= (256 << 10);
 }
 

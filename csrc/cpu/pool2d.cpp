@@ -126,6 +126,13 @@ struct Divider {
   typename Simd<T>::V operator()(const typename Simd<T>::V& v) const { return mul ? v * d : v / d; }
 };
 
+// The max rule of every vector kernel, as max_at's scalar one: v wins over the running best when it is
+// greater or NaN (strict >: the first maximum in scan order stays; the last NaN wins).
+template <typename T>
+inline typename Simd<T>::I max_wins(const typename Simd<T>::V& v, const typename Simd<T>::V& best) {
+  return (v > best) | (v != v);
+}
+
 // ---------------------------------------------------------------- NCHW, vectorised along W
 // Output columns [lo, hi) whose every window tap is inside the row, including the extra element a stride-2
 // load pair reads; vectorised when the stride is 1 or 2, there are at least L of them and plane indices
@@ -181,7 +188,7 @@ inline void max_vec(const T* xp, T* yrow, int64_t* irow, const PoolGeom& g, int6
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t s = w0 + j * g.dw;
       const V v = tap<T, S>(row + s);
-      const I m = (v > best) | (v != v);
+      const I m = max_wins<T>(v, best);
       best = m ? v : best;
       if constexpr (IDX) bi = m ? ramp + static_cast<typename Simd<T>::IT>(ih * g.w + s) : bi;
     }
@@ -264,6 +271,7 @@ template <typename T>
 struct MaxRows {
   std::vector<T> padded, ring;
   std::vector<int64_t> tag;
+  std::vector<const T*> rows;  // one output row's window rows (kh at most)
   int64_t wo_r = 0, slots = 0;
   explicit MaxRows(const PoolGeom& g) {
     constexpr int64_t L = Simd<T>::L;
@@ -271,12 +279,13 @@ struct MaxRows {
     slots = (g.kh - 1) * g.dh + 1;
     padded.assign(wo_r * g.sw + (g.kw - 1) * g.dw + 2 * L, -std::numeric_limits<T>::infinity());
     ring.resize(slots * wo_r);
+    rows.resize(g.kh);
   }
 };
 
 template <typename T>
 inline typename Simd<T>::V max_step(const typename Simd<T>::V& best, const typename Simd<T>::V& v) {
-  return (v > best) | (v != v) ? v : best;
+  return max_wins<T>(v, best) ? v : best;
 }
 
 template <typename T, int S>
@@ -305,17 +314,8 @@ void plane_max_values(const T* xp, T* yp, const PoolGeom& g, MaxRows<T>& mr) {
     const int64_t i_lo = ih0 >= 0 ? 0 : (-ih0 + g.dh - 1) / g.dh;
     const int64_t i_hi = ih0 > g.h - 1 ? 0 : std::min(g.kh, (g.h - 1 - ih0) / g.dh + 1);
     T* yrow = yp + oh * g.wo;
-    const T* rows[64];
+    const T** const rows = mr.rows.data();
     const int64_t nrows = std::max<int64_t>(0, i_hi - i_lo);
-    if (nrows > 64) {  // very tall windows: no row-pointer table, one row at a time
-      for (int64_t ow = 0; ow < g.wo; ++ow) yrow[ow] = -std::numeric_limits<T>::infinity();
-      for (int64_t i = i_lo; i < i_hi; ++i) {
-        const T* h = hrow(ih0 + i * g.dh);
-        for (int64_t ow = 0; ow < g.wo; ++ow)
-          if (h[ow] > yrow[ow] || h[ow] != h[ow]) yrow[ow] = h[ow];
-      }
-      continue;
-    }
     for (int64_t i = 0; i < nrows; ++i) rows[i] = hrow(ih0 + (i_lo + i) * g.dh);
     for (int64_t ow0 = 0; ow0 < g.wo; ow0 += L) {
       V best = ninf;
@@ -497,7 +497,7 @@ void nhwc_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
               for (int64_t ih = h0; ih < h1; ih += g.dh)
                 for (int64_t iw = w0; iw < w1; iw += g.dw) {
                   const V v = vload(xn + (ih * g.w + iw) * C + c);
-                  const I m = (v > best) | (v != v);
+                  const I m = max_wins<T>(v, best);
                   best = m ? v : best;
                   bi = m ? lane_ramp<T>(0, ih * g.w + iw) : bi;
                 }
