@@ -224,7 +224,8 @@ static PyObject* empty_cache(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// fma_peak(iters) -> GFLOP/s of register-only FMA chains on every thread (cpu/peak.cpp); the GIL is released.
+// fma_peak(iters) -> (GFLOP/s of register-only FMA chains on every thread, threads that ran them)
+// (cpu/peak.cpp); the GIL is released.
 static PyObject* fma_peak(PyObject*, PyObject* args) {
   long long iters;
   if (!PyArg_ParseTuple(args, "L", &iters)) return nullptr;
@@ -232,15 +233,15 @@ static PyObject* fma_peak(PyObject*, PyObject* args) {
     PyErr_SetString(PyExc_ValueError, "fma_peak: iters must be >= 1");
     return nullptr;
   }
-  double gflops;
+  convkit::FmaPeak peak;
   Py_BEGIN_ALLOW_THREADS
-  gflops = convkit::fma_peak_gflops(iters);
+  peak = convkit::fma_peak_gflops(iters);
   Py_END_ALLOW_THREADS
-  return PyFloat_FromDouble(gflops);
+  return Py_BuildValue("(di)", peak.gflops, peak.threads_ran);
 }
 
 static PyMethodDef methods[] = {
-    {"fma_peak", fma_peak, METH_VARARGS, "GFLOP/s of register-only fp32 FMA chains on every thread (cpu/peak.cpp)."},
+    {"fma_peak", fma_peak, METH_VARARGS, "(GFLOP/s of register-only fp32 FMA chains on every thread, threads that ran them) (cpu/peak.cpp)."},
     {"cache_info", cache_info, METH_NOARGS, "The CPU output cache: cached bytes, limit, hits, misses."},
     {"empty_cache", empty_cache, METH_NOARGS, "Free the CPU output cache's blocks."},
     {"build_info", build_info, METH_NOARGS, "How convkit._C was built: ISA, -march, CUDA."},

@@ -116,11 +116,15 @@ def test_peak_probes_are_plausible():
     assert 0.1 < p["copy_gbs"] < 5_000
     assert p["threads"] == torch.get_num_threads()
     if "compiled" in convkit.available_backends():
-        # register-only FMA chains: no kernel, sgemm included, can beat them by much (20 %: timing noise)
-        assert 0.5 < p["fma_gflops"] < 100_000 and p["gemm_gflops"] < 1.2 * p["fma_gflops"]
+        # register-only FMA chains: no kernel, sgemm included, can beat them. The two are timed at different
+        # moments on a shared machine whose rates move up to ~1.6x between runs, so only a 2x excess (an FMA
+        # count or thread count gone wrong) is read as a fault.
+        assert 0.5 < p["fma_gflops"] < 100_000 and p["gemm_gflops"] < 2.0 * p["fma_gflops"]
 
 
-def test_fma_peak_scales_with_threads_and_checks_its_argument():
+def test_fma_peak_runs_on_every_thread_and_checks_its_argument():
+    # the GFLOP/s figure counts get_num_threads() threads of chains: each must have run some. Checked by which
+    # pool threads ran, not by timing (a 1-vs-2-thread rate comparison fails on a shared, noisy machine).
     if "compiled" not in convkit.available_backends():
         pytest.skip("convkit._C is not built")
     from convkit import _C
@@ -128,13 +132,14 @@ def test_fma_peak_scales_with_threads_and_checks_its_argument():
         _C.fma_peak(0)
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = max(_C.fma_peak(2_000_000) for _ in range(3))
-        torch.set_num_threads(2)
-        two = max(_C.fma_peak(2_000_000) for _ in range(3))
+        ran = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            gflops, ran[threads] = _C.fma_peak(100_000)
+            assert gflops > 0
     finally:
         torch.set_num_threads(before)
-    assert two > 1.15 * one  # both threads run the chains (2 cores here: 1.9-2x; 1.15: a shared, noisy machine)
+    assert ran == {1: 1, 2: 2}
 
 
 def test_timing_runs_at_the_thread_count_set():

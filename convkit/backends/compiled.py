@@ -68,7 +68,7 @@ def empty_cache() -> None:
 def fma_peak(iters: int = 20_000_000):
     """GFLOP/s of register-only fp32 FMA chains on every thread (csrc/cpu/peak.cpp); None without the
     extension."""
-    return None if _C is None else _C.fma_peak(iters)
+    return None if _C is None else _C.fma_peak(iters)[0]
 
 
 def describe() -> str:

@@ -55,7 +55,12 @@ void winograd_grad_weight_cpu(const at::Tensor& x, const at::Tensor& gy, at::Ten
 std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, c10::string_view algo,
                                                              int64_t itemsize);
 
-// fp32 GFLOP/s of register-only vector FMA chains on every thread (peak.cpp): the benchmarks' FMA peak.
-double fma_peak_gflops(int64_t iters);
+// fp32 GFLOP/s of register-only vector FMA chains on every thread (peak.cpp): the benchmarks' FMA peak, and
+// how many distinct pool threads ran chains (the figure counts get_num_threads() of them).
+struct FmaPeak {
+  double gflops;
+  int threads_ran;
+};
+FmaPeak fma_peak_gflops(int64_t iters);
 
 }  // namespace convkit
