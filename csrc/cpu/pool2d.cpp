@@ -59,6 +59,18 @@ void parallel_tasks(int64_t tasks, int64_t cost, const Fn& fn) {
   at::parallel_for(0, tasks, grain, fn);
 }
 
+// Software prefetch of the input stream, kPrefetchBytes ahead of the row being read (into the next planes of
+// the task near a plane's end; a prefetch never faults). The hardware prefetchers left the NCHW kernels
+// waiting on L3 and memory: P3 (avg 2x2/s2), 1 thread, input in L3: 0.41 -> 0.26 ms; N=8, 2 threads:
+// 1.64 -> 1.2 ms.
+constexpr int64_t kPrefetchBytes = 2048;
+
+template <typename T>
+inline void prefetch_ahead(const T* row, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(row) + kPrefetchBytes;
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(p + b);
+}
+
 // The avg window of output (oh, ow): clipped bounds and torch's divisor.
 struct AvgWindow {
   int64_t h0, h1, w0, w1, div;
@@ -134,9 +146,17 @@ inline typename Simd<T>::I max_wins(const typename Simd<T>::V& v, const typename
 }
 
 // ---------------------------------------------------------------- NCHW, vectorised along W
-// Output columns [lo, hi) whose every window tap is inside the row, including the extra element a stride-2
-// load pair reads; vectorised when the stride is 1 or 2, there are at least L of them and plane indices
-// fit the lane-sized integer.
+// A stride-2 load pair covers 2L elements of which the last is unused: with AVX-512 its second load is
+// masked (no access past the last tap, faults suppressed); portable builds keep that element inside the row.
+#if defined(__AVX512F__)
+constexpr int64_t kStride2Extra = 0;
+#else
+constexpr int64_t kStride2Extra = 1;
+#endif
+
+// Output columns [lo, hi) whose every window tap is inside the row (and, portable builds, the extra element
+// a stride-2 load pair reads); vectorised when the stride is 1 or 2, there are at least L of them and plane
+// indices fit the lane-sized integer.
 template <typename T>
 struct ColSplit {
   int64_t lo = 0, hi = 0;
@@ -147,7 +167,8 @@ template <typename T>
 ColSplit<T> col_split(const PoolGeom& g) {
   ColSplit<T> c;
   if (g.sw > 2 || g.h * g.w >= std::numeric_limits<typename Simd<T>::IT>::max()) return c;
-  const int64_t last = g.w - 1 - (g.sw - 1) - (g.kw - 1) * g.dw + g.pw;  // ow * sw <= last
+  const int64_t extra = g.sw == 2 ? kStride2Extra : 0;
+  const int64_t last = g.w - 1 - extra - (g.kw - 1) * g.dw + g.pw;  // ow * sw <= last
   c.lo = (g.pw + g.sw - 1) / g.sw;
   c.hi = last < 0 ? 0 : std::min(g.wo, last / g.sw + 1);
   if (c.hi - c.lo >= Simd<T>::L) c.stride = static_cast<int>(g.sw);
@@ -162,7 +183,12 @@ inline typename Simd<T>::V tap(const T* p) {
   } else {
     static_assert(S == 2, "stride 1 or 2");
     constexpr typename Simd<T>::I even = lane_ramp<T>(2, 0);
-    return __builtin_shuffle(vload(p), vload(p + Simd<T>::L), even);
+#if defined(__AVX512F__)
+    const typename Simd<T>::V hi = Avx512<T>::loadz(lanes_mask<T>(Simd<T>::L - 1), p + Simd<T>::L);
+#else
+    const typename Simd<T>::V hi = vload(p + Simd<T>::L);
+#endif
+    return __builtin_shuffle(vload(p), hi, even);
   }
 }
 
@@ -218,6 +244,7 @@ void plane_forward(const T* xp, T* yp, int64_t* ip, const PoolGeom& g, const Col
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     T* yrow = yp + oh * g.wo;
     int64_t* irow = ip ? ip + oh * g.wo : nullptr;
+    prefetch_ahead(xp + oh * g.sh * g.w, g.sh * g.w);  // the sh new rows an output row moves down by
     auto scalar = [&](int64_t ow) {
       if (g.is_max) {
         T v;
@@ -259,17 +286,19 @@ void plane_forward(const T* xp, T* yp, int64_t* ip, const PoolGeom& g, const Col
 
 // Max without indices (inference), stride 1 or 2 along W, any window / dilation / padding / ceil_mode: the
 // window is separable, so a plane is done in two vector passes that need no scalar edges. Each input row is
-// copied once into a row padded with -inf (a padded tap never wins: an all-padding window is -inf, as in
-// max_at) and reduced along W into `hmax` (all Wo columns); output row oh is then the max over its window
-// rows' hmax rows. hmax rows live in a ring of (kh - 1) * dh + 1 slots tagged with their input row, so each
-// is computed once per plane however many output rows read it. Ties and NaN follow max_at's row-major scan
-// (strict > keeps the first maximum, a NaN replaces the running value), so results equal the scalar
-// reference bit for bit. Per output vector of a 3x3 window: 6 loads and 4 max steps, against 9 loads and 9
-// dependent max steps (plus scalar edges) in plane_forward; P5 (3x3/s1) was compute-bound there at
-// 15 GB/s with the plane in cache.
+// reduced along W into `hmax` (all Wo columns), read in place; the blocks whose taps reach past the row's
+// ends load with masks that fill those lanes with -inf (a padded tap never wins: an all-padding window is
+// -inf, as in max_at). Output row oh is then the max over its window rows' hmax rows. hmax rows live in a
+// ring of (kh - 1) * dh + 1 slots tagged with their input row, so each is computed once per plane however
+// many output rows read it. Ties and NaN follow max_at's row-major scan (strict > keeps the first maximum,
+// a NaN replaces the running value), so results equal the scalar reference bit for bit. Per output vector
+// of a 3x3 window: 6 loads and 4 max steps, against 9 loads and 9 dependent max steps (plus scalar edges)
+// in plane_forward; P5 (3x3/s1) was compute-bound there at 15 GB/s with the plane in cache. (Rows were
+// first copied into a -inf padded buffer: the vector loads that followed the copy's stores stalled on
+// store forwarding, 17 % of P5's time.)
 template <typename T>
 struct MaxRows {
-  std::vector<T> padded, ring;
+  std::vector<T> ring;
   std::vector<int64_t> tag;
   std::vector<const T*> rows;  // one output row's window rows (kh at most)
   int64_t wo_r = 0, slots = 0;
@@ -277,11 +306,35 @@ struct MaxRows {
     constexpr int64_t L = Simd<T>::L;
     wo_r = (g.wo + L - 1) / L * L;
     slots = (g.kh - 1) * g.dh + 1;
-    padded.assign(wo_r * g.sw + (g.kw - 1) * g.dw + 2 * L, -std::numeric_limits<T>::infinity());
     ring.resize(slots * wo_r);
     rows.resize(g.kh);
   }
 };
+
+// tap<T, S>(row + s) with -inf in the lanes whose element lies outside [0, w); nothing outside is read.
+template <typename T, int S>
+inline typename Simd<T>::V tap_or_ninf(const T* row, int64_t s, int64_t w) {
+  constexpr int64_t L = Simd<T>::L;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+#if defined(__AVX512F__)
+  using A = Avx512<T>;
+  auto load = [&](int64_t at, int64_t n) -> typename Simd<T>::V {  // lanes k < n with 0 <= at + k < w
+    const int64_t k0 = std::clamp<int64_t>(-at, 0, n), k1 = std::clamp<int64_t>(w - at, k0, n);
+    const auto m = static_cast<typename A::M>(lanes_mask<T>(k1) & ~lanes_mask<T>(k0));
+    return A::loadm(A::splat(ninf), m, row + at);
+  };
+  if constexpr (S == 1) {
+    return load(s, L);
+  } else {
+    constexpr typename Simd<T>::I even = lane_ramp<T>(2, 0);
+    return __builtin_shuffle(load(s, L), load(s + L, L - 1), even);
+  }
+#else
+  typename Simd<T>::V r;
+  for (int64_t k = 0; k < L; ++k) r[k] = s + k * S >= 0 && s + k * S < w ? row[s + k * S] : ninf;
+  return r;
+#endif
+}
 
 template <typename T>
 inline typename Simd<T>::V max_step(const typename Simd<T>::V& best, const typename Simd<T>::V& v) {
@@ -294,17 +347,23 @@ void plane_max_values(const T* xp, T* yp, const PoolGeom& g, MaxRows<T>& mr) {
   constexpr int64_t L = Simd<T>::L;
   const V ninf = splat<T>(-std::numeric_limits<T>::infinity());
   mr.tag.assign(mr.slots, -1);
-  T* pad = mr.padded.data();
   auto hrow = [&](int64_t ih) -> const T* {  // hmax of input row ih, computed on first use
     const int64_t slot = ih % mr.slots;
     T* dst = mr.ring.data() + slot * mr.wo_r;
     if (mr.tag[slot] == ih) return dst;
     mr.tag[slot] = ih;
-    std::memcpy(pad + g.pw, xp + ih * g.w, g.w * sizeof(T));  // the -inf borders are never written
+    const T* xrow = xp + ih * g.w;
+    prefetch_ahead(xrow, g.w);
     for (int64_t ow0 = 0; ow0 < mr.wo_r; ow0 += L) {
-      const T* p = pad + ow0 * S;
-      V best = tap<T, S>(p);
-      for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, tap<T, S>(p + j * g.dw));
+      const int64_t s = ow0 * S - g.pw;  // the first tap of the block's first column
+      V best;
+      if (s >= 0 && s + (L - 1) * S + (S == 2 ? kStride2Extra : 0) + (g.kw - 1) * g.dw < g.w) {
+        best = tap<T, S>(xrow + s);
+        for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, tap<T, S>(xrow + s + j * g.dw));
+      } else {
+        best = tap_or_ninf<T, S>(xrow, s, g.w);
+        for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, tap_or_ninf<T, S>(xrow, s + j * g.dw, g.w));
+      }
       vstore(dst + ow0, best);
     }
     return dst;
@@ -402,7 +461,13 @@ inline void add_taps(T* p, const typename Simd<T>::V& d) {
     // lanes of [d, z]: even output lanes take d[k / 2] (lo) or d[L / 2 + k / 2] (hi), odd ones a zero
     constexpr typename Simd<T>::I lo = spread_mask<T>(0), hi = spread_mask<T>(L / 2);
     vstore(p, vload(p) + __builtin_shuffle(d, z, lo));
+#if defined(__AVX512F__)  // the top lane (a zero) may lie past the row: not touched (kStride2Extra)
+    using A = Avx512<T>;
+    const auto m = lanes_mask<T>(L - 1);
+    A::store(p + L, m, A::add(A::loadz(m, p + L), __builtin_shuffle(d, z, hi)));
+#else
     vstore(p + L, vload(p + L) + __builtin_shuffle(d, z, hi));
+#endif
   }
 }
 
