@@ -85,6 +85,26 @@ def test_avg_forward_and_backward_match_torch(win, opts, layout, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("div", [None, 3])
+@pytest.mark.parametrize("kh", [1, 2, 3])
+def test_avg_backward_of_exact_pair_tiles_matches_torch_bitwise(kh, div, dtype):
+    # kw = sw = 2, kh = sh, no padding, windows tiling the plane: grad_input is written once, each value into
+    # its lane pair (Wo 32 and 20 at 16 fp32 lanes: whole blocks and an overlapping last block). H one row
+    # short of a whole window and an odd W take the general path; both must equal torch's bit for bit,
+    # signed zeros included (torch's 0 + d turns -0.0 into +0.0).
+    g = torch.Generator().manual_seed(11)
+    for shape in [(2, 3, 4 * kh, 64), (1, 2, 2 * kh, 40), (1, 2, 2 * kh + 1, 40), (1, 2, 2 * kh, 41)]:
+        x = torch.randn(shape, generator=g, dtype=dtype).requires_grad_()
+        y = op(x, "avg", ((kh, 2), (kh, 2), (0, 0), (1, 1), False), divisor_override=div)[0]
+        ref = F.avg_pool2d(x, (kh, 2), (kh, 2), 0, False, True, div)
+        gy = torch.randn(ref.shape, generator=g, dtype=dtype)
+        gy.view(-1)[::5] = -0.0
+        (gx,) = torch.autograd.grad(y, x, gy)
+        (rgx,) = torch.autograd.grad(ref, x, gy)
+        assert torch.equal(gx, rgx) and torch.equal(gx.signbit(), rgx.signbit()), shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("win", WINDOWS, ids=str)
 def test_max_backward_matches_torch(win, layout, dtype):
