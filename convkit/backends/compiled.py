@@ -14,6 +14,8 @@ backend="compiled" raises an error quoting why.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .. import _shapes
@@ -68,7 +70,13 @@ def empty_cache() -> None:
 def fma_peak(iters: int = 20_000_000):
     """GFLOP/s of register-only fp32 FMA chains on every thread (csrc/cpu/peak.cpp); None without the
     extension."""
-    return None if _C is None else _C.fma_peak(iters)[0]
+    if _C is None:
+        return None
+    gflops, ran = _C.fma_peak(iters)
+    if ran != torch.get_num_threads():
+        warnings.warn(f"fma_peak: {ran} of {torch.get_num_threads()} threads ran FMA chains; the figure counts all "
+                      "of them and overstates the peak", RuntimeWarning, stacklevel=2)
+    return gflops
 
 
 def describe() -> str:

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <vector>
 
 #include "kernels.h"
 #include "simd.h"
@@ -21,10 +22,13 @@ FmaPeak fma_peak_gflops(int64_t iters) {
   constexpr int64_t L = Simd<float>::L;
   const int64_t threads = at::get_num_threads();
   std::atomic<int64_t> sink{0};
-  std::atomic<uint64_t> ran{0};  // bit t: pool thread t ran chains (the GFLOP/s figure assumes all did)
+  // ran[t]: pool thread t ran chains (the GFLOP/s figure assumes every one did). With ATen's OpenMP pool
+  // (the wheels' build) get_thread_num() is the OpenMP thread; with its native pool, the task's thread slot.
+  std::vector<std::atomic<char>> ran(threads);
   const auto t0 = std::chrono::steady_clock::now();
   at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
-    ran.fetch_or(uint64_t{1} << (at::get_thread_num() & 63));
+    const int t_id = at::get_thread_num();
+    if (t_id >= 0 && t_id < threads) ran[t_id].store(1);
     for (int64_t t = begin; t < end; ++t) {
       V acc[kChains];
       for (int c = 0; c < kChains; ++c) acc[c] = splat<float>(1.0f + c * 1e-3f);
@@ -41,7 +45,9 @@ FmaPeak fma_peak_gflops(int64_t iters) {
   });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   (void)sink.load();
-  return {2.0 * kChains * L * iters * threads / seconds / 1e9, __builtin_popcountll(ran.load())};
+  int threads_ran = 0;
+  for (const auto& r : ran) threads_ran += r.load();
+  return {2.0 * kChains * L * iters * threads / seconds / 1e9, threads_ran};
 }
 
 }  // namespace convkit

@@ -11,9 +11,9 @@
 //    columns and other strides use the scalar reference `max_at` / `avg_at`. Overlapping windows re-read
 //    rows that are still in L1, so memory traffic is input + output (+ indices).
 //  * NCHW max without indices (inference), stride 1 or 2 along W, `plane_max_values`: a task owns whole
-//    planes; each input row is padded with -inf into a row buffer and reduced along W once (vectorised over
-//    every output column, no scalar edges) into a ring of kh rows, then each output row is the max over its
-//    window rows. Traffic: input + output (P5 N=8 3.56 -> 2.43 ms, P1 1.84 -> 1.56 ms, 2 threads).
+//    planes; each input row is reduced along W once, read in place (vectorised over every output column;
+//    the blocks at the row's ends load with masks that fill -inf, no scalar edges), into a ring of kh rows,
+//    then each output row is the max over its window rows. Traffic: input + output (P5 N=8 3.56 -> 2.43 ms, P1 1.84 -> 1.56 ms, 2 threads).
 //  * NCHW global average (window == plane, P4), `plane_sum`: one vector reduction per plane.
 //  * NCHW avg backward, `plane_avg_backward`: a task owns whole grad_input planes: zero the plane (L2-resident),
 //    then add grad_output / divisor to every window tap, L outputs at a time (stride 2 interleaves the values
@@ -21,7 +21,8 @@
 //    no zero fill, each grad_input element stored once (grad_output lanes duplicated into pairs; P3 N=8
 //    backward 2.5 -> 1.15 ms). Max backward, `plane_max_backward`: zero the plane, scatter grad_output to
 //    the saved indices (bounds-checked). Traffic: grad_output (+ indices) read once, grad_input written once.
-//  * The NCHW kernels prefetch their input stream 2 KiB ahead in software (`prefetch_ahead`).
+//  * The NCHW forward kernels (`plane_forward`, `plane_max_values`) and the pair-tile avg backward prefetch
+//    their input stream 2 KiB ahead in software (`prefetch_ahead`).
 //  * channels_last (NHWC) forward, `nhwc_forward`: a task owns output rows (n, oh); every window tap is a
 //    contiguous run of C channels, vectorised along C (max: registers per channel block; avg: sums of 4 L
 //    channels in registers). Max backward, `nhwc_backward`: a task owns (n, block of kNhwcBlock channels)
@@ -156,6 +157,8 @@ constexpr int64_t kStride2Extra = 0;
 #else
 constexpr int64_t kStride2Extra = 1;
 #endif
+// Elements a tap<T, S> reads past its last used one.
+constexpr int64_t tap_extra(int64_t s) { return s == 2 ? kStride2Extra : 0; }
 
 // Output columns [lo, hi) whose every window tap is inside the row (and, portable builds, the extra element
 // a stride-2 load pair reads); vectorised when the stride is 1 or 2, there are at least L of them and plane
@@ -170,8 +173,7 @@ template <typename T>
 ColSplit<T> col_split(const PoolGeom& g) {
   ColSplit<T> c;
   if (g.sw > 2 || g.h * g.w >= std::numeric_limits<typename Simd<T>::IT>::max()) return c;
-  const int64_t extra = g.sw == 2 ? kStride2Extra : 0;
-  const int64_t last = g.w - 1 - extra - (g.kw - 1) * g.dw + g.pw;  // ow * sw <= last
+  const int64_t last = g.w - 1 - tap_extra(g.sw) - (g.kw - 1) * g.dw + g.pw;  // ow * sw <= last
   c.lo = (g.pw + g.sw - 1) / g.sw;
   c.hi = last < 0 ? 0 : std::min(g.wo, last / g.sw + 1);
   if (c.hi - c.lo >= Simd<T>::L) c.stride = static_cast<int>(g.sw);
@@ -247,7 +249,8 @@ void plane_forward(const T* xp, T* yp, int64_t* ip, const PoolGeom& g, const Col
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     T* yrow = yp + oh * g.wo;
     int64_t* irow = ip ? ip + oh * g.wo : nullptr;
-    prefetch_ahead(xp + oh * g.sh * g.w, g.sh * g.w);  // the sh new rows an output row moves down by
+    // each output row moves sh rows down the input: prefetch that many rows' bytes, 2 KiB ahead of row oh*sh
+    prefetch_ahead(xp + oh * g.sh * g.w, g.sh * g.w);
     auto scalar = [&](int64_t ow) {
       if (g.is_max) {
         T v;
@@ -359,15 +362,15 @@ void plane_max_values(const T* xp, T* yp, const PoolGeom& g, MaxRows<T>& mr) {
     prefetch_ahead(xrow, g.w);
     for (int64_t ow0 = 0; ow0 < mr.wo_r; ow0 += L) {
       const int64_t s = ow0 * S - g.pw;  // the first tap of the block's first column
-      V best;
-      if (s >= 0 && s + (L - 1) * S + (S == 2 ? kStride2Extra : 0) + (g.kw - 1) * g.dw < g.w) {
-        best = tap<T, S>(xrow + s);
-        for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, tap<T, S>(xrow + s + j * g.dw));
-      } else {
-        best = tap_or_ninf<T, S>(xrow, s, g.w);
-        for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, tap_or_ninf<T, S>(xrow, s + j * g.dw, g.w));
-      }
-      vstore(dst + ow0, best);
+      auto reduce = [&](auto load) {  // the kw taps in order: max_at's scan
+        V best = load(s);
+        for (int64_t j = 1; j < g.kw; ++j) best = max_step<T>(best, load(s + j * g.dw));
+        vstore(dst + ow0, best);
+      };
+      if (s >= 0 && s + (L - 1) * S + tap_extra(S) + (g.kw - 1) * g.dw < g.w)
+        reduce([&](int64_t at) { return tap<T, S>(xrow + at); });
+      else
+        reduce([&](int64_t at) { return tap_or_ninf<T, S>(xrow, at, g.w); });
     }
     return dst;
   };
@@ -444,13 +447,16 @@ void nchw_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   });
 }
 
+// Shuffle masks that spread lanes first, first + 1, ... of a vector over lane pairs: lane k takes
+// first + k / 2; with odd_zero its odd lanes take lane 0 of the second shuffle operand (a zero vector).
 template <typename T, std::size_t... K>
-constexpr typename Simd<T>::I spread_mask_impl(int64_t first, std::index_sequence<K...>) {
-  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(K % 2 ? Simd<T>::L : first + K / 2)...};
+constexpr typename Simd<T>::I pair_mask_impl(int64_t first, bool odd_zero, std::index_sequence<K...>) {
+  return typename Simd<T>::I{
+      static_cast<typename Simd<T>::IT>(odd_zero && K % 2 ? Simd<T>::L : first + static_cast<int64_t>(K) / 2)...};
 }
 template <typename T>
-constexpr typename Simd<T>::I spread_mask(int64_t first) {
-  return spread_mask_impl<T>(first, std::make_index_sequence<Simd<T>::L>{});
+constexpr typename Simd<T>::I pair_mask(int64_t first, bool odd_zero) {
+  return pair_mask_impl<T>(first, odd_zero, std::make_index_sequence<Simd<T>::L>{});
 }
 
 // gx[p[0]] += d[0], gx[p[S]] += d[1], ...: stride 2 spreads d over 2L elements, interleaved with zeros.
@@ -462,7 +468,7 @@ inline void add_taps(T* p, const typename Simd<T>::V& d) {
     constexpr int64_t L = Simd<T>::L;
     const typename Simd<T>::V z = splat<T>(0);
     // lanes of [d, z]: even output lanes take d[k / 2] (lo) or d[L / 2 + k / 2] (hi), odd ones a zero
-    constexpr typename Simd<T>::I lo = spread_mask<T>(0), hi = spread_mask<T>(L / 2);
+    constexpr typename Simd<T>::I lo = pair_mask<T>(0, true), hi = pair_mask<T>(L / 2, true);
     vstore(p, vload(p) + __builtin_shuffle(d, z, lo));
 #if defined(__AVX512F__)  // the top lane (a zero) may lie past the row: not touched (kStride2Extra)
     using A = Avx512<T>;
@@ -530,17 +536,11 @@ bool avg_backward_tiles_pairs(const PoolGeom& g) {
          g.dh == 1 && g.w == 2 * g.wo && g.h == g.ho * g.sh && g.wo >= Simd<T>::L;
 }
 
-template <typename T, std::size_t... K>
-constexpr typename Simd<T>::I dup_mask_impl(int64_t first, std::index_sequence<K...>) {
-  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(first + K / 2)...};
-}
-
 template <typename T>
 void plane_avg_backward_pairs(const T* gyp, T* gp, const PoolGeom& g, const Divider<T>& div) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
-  constexpr typename Simd<T>::I lo = dup_mask_impl<T>(0, std::make_index_sequence<L>{});
-  constexpr typename Simd<T>::I hi = dup_mask_impl<T>(L / 2, std::make_index_sequence<L>{});
+  constexpr typename Simd<T>::I lo = pair_mask<T>(0, false), hi = pair_mask<T>(L / 2, false);
   const V zero = splat<T>(0);
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const T* gyrow = gyp + oh * g.wo;
