@@ -13,7 +13,8 @@
 //  * NCHW max without indices (inference), stride 1 or 2 along W, `plane_max_values`: a task owns whole
 //    planes; each input row is reduced along W once, read in place (vectorised over every output column;
 //    the blocks at the row's ends load with masks that fill -inf, no scalar edges), into a ring of kh rows,
-//    then each output row is the max over its window rows. Traffic: input + output (P5 N=8 3.56 -> 2.43 ms, P1 1.84 -> 1.56 ms, 2 threads).
+//    then each output row is the max over its window rows. Traffic: input + output (P5 N=8 3.56 -> 2.43
+//    -> 2.29 ms, P1 1.84 -> 1.56 ms, 2 threads).
 //  * NCHW global average (window == plane, P4), `plane_sum`: one vector reduction per plane.
 //  * NCHW avg backward, `plane_avg_backward`: a task owns whole grad_input planes: zero the plane (L2-resident),
 //    then add grad_output / divisor to every window tap, L outputs at a time (stride 2 interleaves the values
