@@ -498,6 +498,10 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
 // channels it also wins at 2 threads except for 1x1 (ms, rows vs forward_tiled, interleaved):
 //   X3 N=1 1.52 vs 1.84, N=8 13.1 vs 12.3 | 64->64 5x5 @28 N=1 1.06 vs 1.72, N=8 7.6 vs 10.5 |
 //   64->64 7x7 @28 N=8 16.2 vs 20.1 | 96->64 3x3 d2 @28 N=8 4.7 vs 5.4 | R2 (1x1 64->64) N=8 1.94 vs 1.45
+bool is_pointwise(const ConvGeom& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+}
+
 constexpr int64_t kRowsForwardChannels = 32;
 inline bool rows_applies(const ConvGeom& g) {
   return g.sw == 1 && (g.og <= kRowsForwardChannels || (g.og <= kFlatChannels && g.kh * g.kw > 1));
@@ -575,8 +579,152 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
   std::fill(out + g.kw * nc * cs, out + g.kw * nc * cs + 2 * Simd<T>::L, T(0));
 }
 
+// Pointwise (1x1, stride 1, no padding): y[n, o, p] = b[o] + sum_c W[o, c] x[n, c, p], a GEMM per image whose
+// operands are already in the right layout, so nothing is copied: the kernel reads x in place (channel
+// stride H*W). Register tile: kPwOB output channels x kPwNV vectors of positions (6 x 4 = 24 accumulators,
+// 64 fp32 positions); per input channel 4 vector loads of x, 6 broadcasts of the packed weights
+// wp[ob][c][kPwOB] (one cache line per 2-3 channels) and 24 FMAs. A task owns a run of up to kPwTiles
+// position tiles of one image and group, all output channels: per tile the C x TW slice of x stays in L1 while
+// the output-channel blocks pass over it, and during those passes the next tile's slice is prefetched (one
+// input channel per block and channel step, spread over the blocks). The last, partial tile of a plane goes
+// through a zero-padded C x TW copy, so no load passes the end of x. Workspace: the packed weights (one copy,
+// rounded up to whole blocks) and the tail tile. Summation order per output: bias, then c ascending.
+constexpr int kPwOB = 6, kPwNV = 4;
+constexpr int64_t kPwTiles = 8;
+
+// Output channels [0, no) of one block (no <= kPwOB; the packed block is zero past no), cnt <= NV * L
+// positions (NV < kPwNV only for a plane's last tile).
+template <typename T, int NV>
+inline void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ wp, const T* b,
+                           T* __restrict__ y, int64_t ldy, int64_t nc, int64_t no, int64_t cnt, const T* pf,
+                           int64_t pf_c0, int64_t pf_c1) {
+  using V = typename Simd<T>::V;
+  constexpr int OB = kPwOB;
+  constexpr int64_t L = Simd<T>::L, TW = NV * L;
+  V acc[OB][NV];
+  for (int o = 0; o < OB; ++o)
+    for (int v = 0; v < NV; ++v) acc[o][v] = splat<T>(b && o < no ? b[o] : T(0));
+  for (int64_t c = 0; c < nc; ++c) {
+    V xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = vload(x + c * ldx + v * L);
+    const T* wc = wp + c * OB;
+    for (int o = 0; o < OB; ++o) {
+      const V wv = splat<T>(wc[o]);
+      for (int v = 0; v < NV; ++v) acc[o][v] += wv * xv[v];
+    }
+  }
+  if (pf)
+    for (int64_t c = pf_c0; c < pf_c1; ++c)
+      for (int64_t q = 0; q < kPwNV * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
+  for (int o = 0; o < no; ++o) {
+    T* yo = y + o * ldy;
+    if (cnt == TW) {
+      for (int v = 0; v < NV; ++v) vstore(yo + v * L, acc[o][v]);
+    } else {
+      alignas(64) T tmp[TW];
+      for (int v = 0; v < NV; ++v) vstore(tmp + v * L, acc[o][v]);
+      std::copy(tmp, tmp + cnt, yo);
+    }
+  }
+}
+
+// The pointwise product's operands: per group, the matrix M (rows x red) that multiplies the input channels.
+// Forward: M = W[group] (Og x Cg); grad_input (transposed): M = W[group]^T (Cg x Og), dY in, dX out.
+struct PointwiseDims {
+  int64_t rows, red, in_ch, out_ch;  // per group: output rows, reduction; per image: channels in and out
+};
+inline PointwiseDims pointwise_dims(const ConvGeom& g, bool transposed) {
+  return transposed ? PointwiseDims{g.cg, g.og, g.o, g.c} : PointwiseDims{g.og, g.cg, g.c, g.o};
+}
+
+// M as blocks of kPwOB rows, wp[group][ob][red][kPwOB], the last block zero-filled.
+template <typename T>
+std::vector<T> pack_pointwise_weights(const T* w, const ConvGeom& g, bool transposed) {
+  const PointwiseDims d = pointwise_dims(g, transposed);
+  const int64_t oblocks = (d.rows + kPwOB - 1) / kPwOB;
+  std::vector<T> wp(g.groups * oblocks * d.red * kPwOB, T(0));
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t o = 0; o < g.og; ++o)
+      for (int64_t c = 0; c < g.cg; ++c) {
+        const int64_t r = transposed ? c : o, k = transposed ? o : c;
+        wp[((grp * oblocks + r / kPwOB) * d.red + k) * kPwOB + r % kPwOB] = w[(grp * g.og + o) * g.cg + c];
+      }
+  return wp;
+}
+
+// y (N, out_ch, H, W) = M x (N, in_ch, H, W) per image and group, plus b (forward only).
+template <typename T>
+void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool transposed = false) {
+  constexpr int64_t L = Simd<T>::L, TW = kPwNV * L;
+  const PointwiseDims d = pointwise_dims(g, transposed);
+  const int64_t hw = g.h * g.w, tiles = (hw + TW - 1) / TW, oblocks = (d.rows + kPwOB - 1) / kPwOB;
+  const std::vector<T> wp = pack_pointwise_weights(w, g, transposed);
+  const int64_t want = 4 * at::get_num_threads();
+  const int64_t tpt = std::max<int64_t>(1, std::min(kPwTiles, (g.n * g.groups * tiles + want - 1) / want));
+  const int64_t chunks = (tiles + tpt - 1) / tpt;
+  const int64_t pf_step = (d.red + oblocks - 1) / oblocks;  // input channels of the next tile per block
+  at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> tail;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = (t / chunks) % g.groups, n = t / (chunks * g.groups);
+      const int64_t p0 = t % chunks * tpt * TW, p1 = std::min(hw, p0 + tpt * TW);
+      const T* xg = x + (n * d.in_ch + grp * d.red) * hw;
+      const T* wg = wp.data() + grp * oblocks * d.red * kPwOB;
+      const T* bg = b ? b + grp * d.rows : nullptr;
+      T* yg = y + (n * d.out_ch + grp * d.rows) * hw;
+      for (int64_t p = p0; p < p1; p += TW) {
+        const int64_t cnt = std::min(TW, p1 - p);
+        const T* xs = xg + p;
+        int64_t ldx = hw;
+        if (cnt < TW) {
+          tail.assign(d.red * TW, T(0));
+          for (int64_t c = 0; c < d.red; ++c) std::copy(xg + c * hw + p, xg + c * hw + p + cnt, tail.data() + c * TW);
+          xs = tail.data();
+          ldx = TW;
+        }
+        const T* pf = p + TW + TW <= p1 ? xg + p + TW : nullptr;  // the next tile, if whole and in this task
+        for (int64_t ob = 0; ob < oblocks; ++ob) {
+          const int64_t o0 = ob * kPwOB, no = std::min<int64_t>(kPwOB, d.rows - o0);
+          const int64_t c0 = std::min(d.red, ob * pf_step), c1 = std::min(d.red, c0 + pf_step);
+          const T* wb = wg + ob * d.red * kPwOB;
+          const T* bb = bg ? bg + o0 : nullptr;
+          T* yb = yg + o0 * hw + p;
+          switch (cnt == TW ? kPwNV : (cnt + L - 1) / L) {  // a short last tile: only its vectors
+            case 1: pointwise_tile<T, 1>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
+            case 2: pointwise_tile<T, 2>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
+            case 3: pointwise_tile<T, 3>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
+            default: pointwise_tile<T, kPwNV>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Where "auto" takes the pointwise kernel over per-image BLAS / forward_tiled (forward, and transposed for
+// grad_input): planes of >= kPwMinPositions positions, and a reduction of <= kPwMaxReduction channels or
+// fewer than kPointwiseForwardTasks images x groups. ResNet-50's 1x1 layers, 2 threads, ms (this kernel vs
+// auto before it): N=1 64->256 @56 0.85 vs 1.01, 256->64 @56 0.95 vs 1.24, 512->256 @28 1.93 vs 2.09,
+// 256->1024 @14 1.40 vs 1.10, 512->2048 @7 1.86 vs 1.23; N=8 64->256 @56 6.8 vs 9.2, 64->64 @56 2.0 vs
+// 2.2, 128->512 @28 6.7 vs 7.5, 256->64 @56 7.9 vs 7.3. Below 28x28 its few tiles each stream all of M;
+// with more reduction channels the C x TW slice of x leaves L1.
+constexpr int64_t kPwMinPositions = 28 * 28, kPwMaxReduction = 128;
+constexpr int64_t kPointwiseForwardTasks = 4;
+inline bool pointwise_kernel_applies(const ConvGeom& g, bool transposed) {
+  return is_pointwise(g) && g.h * g.w >= kPwMinPositions &&
+         (pointwise_dims(g, transposed).red <= kPwMaxReduction || g.n * g.groups < kPointwiseForwardTasks);
+}
+
+// Its workspace: the packed weights (whole blocks of kPwOB rows) and one tail tile per thread.
+inline int64_t pointwise_workspace(const ConvGeom& g, bool transposed, int64_t itemsize) {
+  const PointwiseDims d = pointwise_dims(g, transposed);
+  return (g.groups * (d.rows + kPwOB - 1) / kPwOB * kPwOB * d.red +
+          at::get_num_threads() * d.red * kPwNV * 64 / itemsize) * itemsize;
+}
+
 template <typename T>
 void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  if (is_pointwise(g)) return forward_pointwise_rows(x, w, b, y, g);
   constexpr int64_t TW = 2 * Simd<T>::L;
   const bool flat = g.sh == 1;
   const int64_t runs = (g.wo + TW - 1) / TW;
@@ -1195,9 +1343,11 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
 // computed with ATen's BLAS, each product single-threaded inside a task (BLAS runs sequentially inside a
 // parallel region) and the tasks fixed in size (grad_weight: blocks of 32 output channels, summed over
 // images in order; grad_input: one image and group), so results do not depend on the thread count.
-bool is_pointwise(const ConvGeom& g) {
-  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
-}
+
+// The reduction over positions goes to BLAS in fixed runs of kPointwiseGwPositions: MKL's product with a
+// longer reduction (900 and up here) rounds differently inside a parallel region (2 threads) than outside
+// it (1 thread), which broke the bitwise equality of 1 and 2 threads (tests/backends/test_algos.py).
+constexpr int64_t kPointwiseGwPositions = 512;
 
 void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
   constexpr int64_t kOBlock = 32;
@@ -1211,7 +1361,10 @@ void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor
       const int64_t no = std::min(kOBlock, grp * g.og + g.og - o0);
       at::Tensor out = gw2.narrow(0, o0, no);
       for (int64_t n = 0; n < g.n; ++n)
-        out.addmm_(gy3[n].narrow(0, o0, no), x3[n].narrow(0, grp * g.cg, g.cg).t());
+        for (int64_t p = 0; p < hw; p += kPointwiseGwPositions) {
+          const int64_t np = std::min(kPointwiseGwPositions, hw - p);
+          out.addmm_(gy3[n].narrow(0, o0, no).narrow(1, p, np), x3[n].narrow(0, grp * g.cg, g.cg).narrow(1, p, np).t());
+        }
     }
   });
 }
@@ -1234,7 +1387,6 @@ void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor&
 // single-threaded, so results do not depend on the thread count. "auto" uses it from kPointwiseForwardTasks
 // tasks (a fixed count, not the thread count: the choice must not change with the threads); below that
 // one BLAS call per thread leaves threads idle, and forward_tiled splits the positions instead.
-constexpr int64_t kPointwiseForwardTasks = 4;
 
 void pointwise_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor& y, const ConvGeom& g) {
   const int64_t hw = g.h * g.w;
@@ -1487,8 +1639,8 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Depthwise, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
-enum class GradInput { Rows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
@@ -1511,13 +1663,17 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   Plan p;
   const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
   const bool pointwise = algo == Algo::Auto && is_pointwise(g);
+  const bool pw_rows = algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, false);
   p.fwd = wino_fwd                          ? Fwd::Winograd
+          : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct                          ? Fwd::Rows
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
           : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
                                             : Fwd::Tiled;
-  if (pointwise)
+  if (algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, true))
+    p.gx = GradInput::PointwiseRows;
+  else if (pointwise)
     p.gx = GradInput::Pointwise;
   else if (wino_gx)
     p.gx = GradInput::Winograd;
@@ -1575,7 +1731,8 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
                                       y.mutable_data_ptr<scalar_t>(), g);
         else
           forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
-                                   y.mutable_data_ptr<scalar_t>(), g, plan.fwd == Fwd::Rows);
+                                   y.mutable_data_ptr<scalar_t>(), g,
+                                   plan.fwd == Fwd::Rows || plan.fwd == Fwd::PointwiseRows);
       });
     }
   }
@@ -1618,6 +1775,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     });
   AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_backward_cpu", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    if (do_gx && plan.gx == GradInput::PointwiseRows)
+      forward_pointwise_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), nullptr, gx.mutable_data_ptr<scalar_t>(), g,
+                                       /*transposed=*/true);
     if (do_gx && plan.gx == GradInput::Rows)
       grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     if (do_gx && plan.gx == GradInput::Tiled)
@@ -1646,6 +1806,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
     case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
+    case Fwd::PointwiseRows:
+      out.emplace_back("1x1 direct: W X reading x in place (forward_pointwise_rows)", pointwise_workspace(g, false, itemsize));
+      break;
     case Fwd::Pointwise: out.emplace_back("per-image BLAS W X (1x1)", 0); break;
     case Fwd::ColumnsBlas: {  // the shared column block, and for several images the output accumulator
       const int64_t np = g.n * g.ho * g.wo, kb = columns_blas_k_rows(g, itemsize);
@@ -1663,6 +1826,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   }
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
+    case GradInput::PointwiseRows:
+      out.emplace_back("1x1 direct: W^T dY reading dY in place (forward_pointwise_rows)", pointwise_workspace(g, true, itemsize));
+      break;
     case GradInput::Pointwise: out.emplace_back("per-image BLAS W^T dY (1x1)", 0); break;
     case GradInput::ColumnsBlas: out.emplace_back("BLAS W^T dY per channel block + col2im (grad_input_columns_blas)",
                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;

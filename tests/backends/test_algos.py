@@ -418,6 +418,7 @@ THREAD_SHAPES = [
     (1, 128, 300, 5, 5, 3, 1, 1, 2),          # the same per group (150 channels: an uneven channel block)
     (3, 3, 40, 112, 112, 7, 2, 3, 1),         # stem-like, 9408 positions for K = 147: grad_weight's position slabs
     (2, 8, 48, 48, 48, 3, 1, 1, 2),           # the same per group (K = 36, 4608 positions)
+    (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel, tasks of 3 tiles
 ]
 
 
@@ -453,6 +454,53 @@ def test_thread_counts_im2col_close(threads, algo, shape):
     one, two = _run_threads(algo, shape, 1), _run_threads(algo, shape, 2)
     for r1, r2 in zip(one, two):
         torch.testing.assert_close(r1, r2, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- the 1x1 pointwise kernel
+# forward_pointwise_rows (csrc/cpu/corr2d.cpp): 6 rows x 4 vectors (64 fp32 / 32 fp64 positions) per register
+# tile, x read in place, a plane's last partial tile (1-3 vectors, or a part of one) through a padded copy;
+# the forward (W x) and, transposed, grad_input (W^T dY). Positions around the tile and vector widths, row
+# counts that are not a multiple of 6, groups, tasks of several tiles (the prefetch of the next tile).
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n,c,o,h,w,groups", [
+    (2, 5, 7, 1, 1, 1),       # one position
+    (1, 9, 13, 3, 5, 1),      # 15 positions: part of one vector
+    (2, 6, 6, 4, 4, 2),       # 16: one fp32 vector, two fp64 vectors
+    (1, 12, 18, 1, 17, 3),    # 17
+    (2, 7, 11, 7, 9, 1),      # 63
+    (1, 8, 6, 8, 8, 1),       # 64: one whole fp32 tile, two fp64 tiles
+    (1, 7, 5, 5, 13, 1),      # 65
+    (1, 10, 25, 13, 10, 5),   # 130, 2 channels per group in, 5 out
+    (1, 40, 70, 30, 30, 1),   # 900: tasks of several tiles
+    (2, 16, 40, 28, 28, 2),   # 784, the smallest plane auto gives this kernel
+])
+def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
+    x = rand(n, c, h, w, seed=41, dtype=dtype).requires_grad_()
+    wt = rand(o, c // groups, 1, 1, seed=42, dtype=dtype).requires_grad_()
+    b = rand(o, seed=43, dtype=dtype).requires_grad_()
+    y = convkit.corr2d(x, wt, b, groups=groups, backend="compiled", algo="direct")
+    gy = rand(*y.shape, seed=44, dtype=dtype)
+    gx, gw, gb = torch.autograd.grad(y, (x, wt, b), gy)
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, wt, b))
+    ref = F.conv2d(xd, wd, bd, groups=groups)
+    rgx, rgw, rgb = torch.autograd.grad(ref, (xd, wd, bd), gy.double())
+    rel = 1e-12 if dtype == torch.float64 else 1e-5
+    for name, got, want in (("output", y, ref), ("grad_input", gx, rgx), ("grad_weight", gw, rgw),
+                            ("grad_bias", gb, rgb)):
+        assert_rel_close(got, want, rel), name
+    if h * w >= 784:  # auto takes the same kernel here (<= 128 reduction channels)
+        assert torch.equal(convkit.corr2d(x, wt, b, groups=groups, backend="compiled"), y)
+
+
+def test_pointwise_kernel_is_what_auto_explains():
+    def steps(shape, weight):
+        return convkit.explain(shape, weight).backends["compiled"]
+    r2 = steps((8, 64, 56, 56), (64, 64, 1, 1))
+    assert "forward_pointwise_rows" in r2["forward"] and "forward_pointwise_rows" in r2["grad_input"]
+    # R4 at N=8: grad_input reduces over 256 output channels on 8 images: per-image BLAS
+    r4 = steps((8, 64, 56, 56), (256, 64, 1, 1))
+    assert "forward_pointwise_rows" in r4["forward"] and "BLAS" in r4["grad_input"]
+    assert "BLAS" in steps((8, 256, 14, 14), (1024, 256, 1, 1))["forward"]  # 196 positions
 
 
 # --------------------------------------------------------------------------- 6. "auto" equals its chosen path
