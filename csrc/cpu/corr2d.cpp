@@ -6,14 +6,18 @@
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
 //                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows (forward_rows), or with
 //                one input channel per group (depthwise) forward_depthwise;
-//                1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
+//                1x1 stride 1 on planes >= 28x28 with <= 128 input channels per group or < 4 images x
+//                groups: the pointwise kernel, x read in place (forward_pointwise_rows); other 1x1 stride 1
+//                with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
 //                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
-//                (forward_columns_blas);
+//                (forward_columns_blas); the same with more positions on >= 2 images x groups (R6 at N=8):
+//                per-image BLAS products of per-thread column blocks (forward_images_blas);
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
-//                forward_depthwise for depthwise); 1x1 stride 1:
+//                forward_depthwise for depthwise); 1x1 stride 1: the pointwise kernel of W^T where the
+//                forward's rule holds for the transposed product (reduction over output channels), else
 //                per-image BLAS; the forward's column-block regime (columns_blas_applies): BLAS W^T dY per
 //                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
 //                (grad_input_tiled)
@@ -31,7 +35,9 @@
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
 // MiB). Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
-// (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
+// (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
+// image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
+// packed in blocks of 6 rows, and one tail tile per task. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -1491,6 +1497,63 @@ void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::
   }
 }
 
+// Many positions per image and a long reduction (R6 at N = 8: 784 positions, K = 1152): per image and
+// group, BLAS products of column blocks that the task packs itself. forward_tiled's 8 x 32 register tile
+// ran R6 N=8 at ~118 GFLOP/s on 2 threads; a single-threaded BLAS product of one image's blocks runs at
+// ~130 per thread (torch.mm, 1 thread, 128 x 144 x 784). A task (one image and group) packs kb rows of k at a
+// time into its thread's row-major block cols[k][q] (kb x Ho*Wo, within kImageColBytes, in L2) and
+// accumulates y[n, group] (Og x Ho*Wo, from the bias) += W[group][:, k block] @ cols. Each output element is
+// one task's, its k blocks in order, each product single-threaded with a reduction of kb <= 512 rows (MKL
+// rounds longer ones differently inside and outside a parallel region): results do not depend on the thread
+// count. Workspace: one column block per thread; no im2col-sized buffer.
+// Where: the column-block regime's reduction and channels (>= 512 rows of k, >= 128 output channels per
+// group) with more than kBlasMaxPositions positions, on >= 2 images x groups. Measured (2 threads, 5 rounds,
+// bench_conv.py, same process as torch): R6 N=8 8.0-8.1 ms (0.87-0.91x torch) against forward_tiled's
+// 10.4-13.4 (1.08-1.14x). Forced on other shapes it lost: R1 (K = 147) 1.23-1.39x and D1 (K = 100) 1.37x
+// forward_tiled's time; G1, X3 (rows), R3, R8, R9, R11 (Winograd / column blocks) 1.1-2x slower.
+constexpr int64_t kImageColBytes = 512 * 1024;
+
+bool images_blas_applies(const ConvGeom& g) {
+  return g.cg * g.kh * g.kw >= 512 && g.og >= 128 && g.n * g.ho * g.wo > kBlasMaxPositions && g.n * g.groups >= 2;
+}
+
+int64_t images_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
+  const int64_t hw = g.ho * g.wo, K = g.cg * g.kh * g.kw;
+  const int64_t most = std::min<int64_t>(512, std::max<int64_t>(32, kImageColBytes / (hw * itemsize) / 16 * 16));
+  const int64_t blocks = (K + most - 1) / most;
+  return std::min(K, ((K + blocks - 1) / blocks + 15) / 16 * 16);
+}
+
+template <typename T>
+void forward_images_blas(const at::Tensor& xt, const at::Tensor& wt, const at::Tensor& bt, at::Tensor& yt,
+                         const ConvGeom& g) {
+  const T* x = xt.const_data_ptr<T>();
+  const T* w = wt.const_data_ptr<T>();
+  const T* b = bt.defined() ? bt.const_data_ptr<T>() : nullptr;
+  T* y = yt.mutable_data_ptr<T>();
+  const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo, kb = images_blas_k_rows(g, sizeof(T));
+  const std::vector<Tap> taps = column_taps(g);
+  const auto opts = xt.options();
+  const int64_t threads = at::get_num_threads();
+  T* const blocks = call_workspace<T>(kWsSharedCols, threads * kb * hw);
+  at::parallel_for(0, g.n * g.groups, 1, [&](int64_t begin, int64_t end) {
+    T* const cols = blocks + at::get_thread_num() * kb * hw;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.groups, grp = t % g.groups;
+      T* const c = y + (n * g.o + grp * g.og) * hw;
+      for (int64_t o = 0; o < g.og; ++o) std::fill(c + o * hw, c + (o + 1) * hw, b ? b[grp * g.og + o] : T(0));
+      at::Tensor cm = at::from_blob(c, {g.og, hw}, opts);
+      const T* const xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+      for (int64_t k0 = 0; k0 < K; k0 += kb) {
+        const int64_t nk = std::min(K - k0, kb);
+        pack_cols_rows<T>(xg, g, taps, 0, hw, k0, k0 + nk, cols, k0);
+        cm.addmm_(at::from_blob(const_cast<T*>(w) + grp * g.og * K + k0, {g.og, nk}, {K, 1}, opts),
+                  at::from_blob(cols, {nk, hw}, opts));
+      }
+    }
+  });
+}
+
 // The gradients in the same regime (columns_blas_applies), as BLAS products over fixed channel blocks:
 //   grad_input:  a task owns input channels [c0, c1) of one group (rows k of those channels): its column
 //                gradient C = W[:, k rows]^T (nk x Og) @ dY (Og x positions), one product, then col2im_add
@@ -1639,7 +1702,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
@@ -1663,13 +1726,15 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   Plan p;
   const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
   const bool pointwise = algo == Algo::Auto && is_pointwise(g);
-  const bool pw_rows = algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, false);
+  // 1x1 through the rows family is the pointwise kernel (forward_rows sends it there)
+  const bool pw_rows = is_pointwise(g) && (direct || (pointwise && pointwise_kernel_applies(g, false)));
   p.fwd = wino_fwd                          ? Fwd::Winograd
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct                          ? Fwd::Rows
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
           : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
+          : algo == Algo::Auto && images_blas_applies(g) ? Fwd::ImagesBlas
                                             : Fwd::Tiled;
   if (algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, true))
     p.gx = GradInput::PointwiseRows;
@@ -1723,6 +1788,9 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     } else if (plan.fwd == Fwd::ColumnsBlas) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] { forward_columns_blas<scalar_t>(x, w, b, y, g); });
+    } else if (plan.fwd == Fwd::ImagesBlas) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] { forward_images_blas<scalar_t>(x, w, b, y, g); });
     } else {
       AT_DISPATCH_FLOATING_TYPES(ct, "convkit_corr2d_cpu", [&] {
         const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
@@ -1816,6 +1884,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                        (kb * np + (g.n > 1 ? g.og * np : 0)) * itemsize);
       break;
     }
+    case Fwd::ImagesBlas:
+      out.emplace_back("implicit GEMM, BLAS products of per-image column blocks (forward_images_blas)",
+                       threads * images_blas_k_rows(g, itemsize) * g.ho * g.wo * itemsize);
+      break;
     case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
       out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kSharedColBytes));

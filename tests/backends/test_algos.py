@@ -419,6 +419,7 @@ THREAD_SHAPES = [
     (3, 3, 40, 112, 112, 7, 2, 3, 1),         # stem-like, 9408 positions for K = 147: grad_weight's position slabs
     (2, 8, 48, 48, 48, 3, 1, 1, 2),           # the same per group (K = 36, 4608 positions)
     (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel, tasks of 3 tiles
+    (3, 64, 128, 40, 40, 3, 2, 1, 1),         # K = 576, 128 channels, 1200 positions: per-image BLAS blocks
 ]
 
 
@@ -501,6 +502,26 @@ def test_pointwise_kernel_is_what_auto_explains():
     r4 = steps((8, 64, 56, 56), (256, 64, 1, 1))
     assert "forward_pointwise_rows" in r4["forward"] and "BLAS" in r4["grad_input"]
     assert "BLAS" in steps((8, 256, 14, 14), (1024, 256, 1, 1))["forward"]  # 196 positions
+
+
+# forward_images_blas: auto's forward for >= 512 rows of k and >= 128 output channels per group beyond the
+# column-block regime's 1024 positions (R6 at N=8), on >= 2 images x groups; K split into blocks of rows
+# (the last one shorter), bias or none, groups.
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n,c,o,h,groups,bias", [
+    (2, 64, 128, 48, 1, True),     # K = 576, 2 x 576 positions
+    (3, 70, 130, 40, 1, False),    # K = 630: uneven blocks, no bias
+    (1, 128, 256, 72, 2, True),    # one image, 2 groups: K = 576, 128 channels per group, 1296 positions
+])
+def test_images_blas_forward(dtype, n, c, o, h, groups, bias):
+    shape, wshape = (n, c, h, h), (o, c // groups, 3, 3)
+    assert "forward_images_blas" in convkit.explain(shape, wshape, stride=2, padding=1, groups=groups,
+                                                    dtype=dtype).backends["compiled"]["forward"]
+    x, wt = rand(*shape, seed=51, dtype=dtype), rand(*wshape, seed=52, dtype=dtype)
+    b = rand(o, seed=53, dtype=dtype) if bias else None
+    y = convkit.corr2d(x, wt, b, 2, 1, 1, groups, backend="compiled")
+    ref = F.conv2d(x.double(), wt.double(), None if b is None else b.double(), 2, 1, 1, groups)
+    assert_rel_close(y, ref, 1e-12 if dtype == torch.float64 else 1e-5)
 
 
 # --------------------------------------------------------------------------- 6. "auto" equals its chosen path
