@@ -577,9 +577,9 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
           continue;
         }
         const T* src = xg + (c * g.h + ih) * g.w + shift;
-        std::fill(dst, dst + lo, T(0));
-        std::copy(src + lo, src + hi, dst + lo);
-        std::fill(dst + hi, dst + g.wo, T(0));
+        for (int64_t v = 0; v < lo; ++v) dst[v] = T(0);  // runs are short (L2: 10 elements): no library calls
+        copy_run(dst + lo, src + lo, hi - lo);
+        for (int64_t v = hi; v < g.wo; ++v) dst[v] = T(0);
       }
   }
   std::fill(out + g.kw * nc * cs, out + g.kw * nc * cs + 2 * Simd<T>::L, T(0));
