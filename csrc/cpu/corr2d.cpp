@@ -4,11 +4,12 @@
 // place that chooses the algorithm of each direction; with algo="auto":
 //   forward      3x3 stride 1, >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
 //                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
-//                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows (forward_rows), or with
-//                one input channel per group (depthwise) forward_depthwise;
-//                1x1 stride 1 on planes >= 28x28 with <= 128 input channels per group or < 4 images x
-//                groups: the pointwise kernel, x read in place (forward_pointwise_rows); other 1x1 stride 1
-//                with >= 4 images x groups: per-image BLAS (pointwise_forward);
+//                1x1 stride 1 (no padding) on planes >= 28x28 with <= 128 input channels per group or < 4
+//                images x groups: the pointwise kernel, x read in place (forward_pointwise_rows);
+//                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows
+//                (forward_rows; for such 1x1 layers the pointwise kernel too), or with one input channel per
+//                group (depthwise) forward_depthwise;
+//                other 1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
 //                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
 //                (forward_columns_blas); the same with more positions on >= 2 images x groups (R6 at N=8):
@@ -37,7 +38,7 @@
 // MiB). Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
 // (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
-// packed in blocks of 6 rows, and one tail tile per task. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
+// packed in blocks of 6 rows, and one tail tile per thread. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -577,7 +578,7 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
           continue;
         }
         const T* src = xg + (c * g.h + ih) * g.w + shift;
-        for (int64_t v = 0; v < lo; ++v) dst[v] = T(0);  // runs are short (L2: 10 elements): no library calls
+        for (int64_t v = 0; v < lo; ++v) dst[v] = T(0);  // runs are short (L2: 10 elements): vector copies
         copy_run(dst + lo, src + lo, hi - lo);
         for (int64_t v = hi; v < g.wo; ++v) dst[v] = T(0);
       }
@@ -589,7 +590,7 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // operands are already in the right layout, so nothing is copied: the kernel reads x in place (channel
 // stride H*W). Register tile: kPwOB output channels x kPwNV vectors of positions (6 x 4 = 24 accumulators,
 // 64 fp32 positions); per input channel 4 vector loads of x, 6 broadcasts of the packed weights
-// wp[ob][c][kPwOB] (one cache line per 2-3 channels) and 24 FMAs. A task owns a run of up to kPwTiles
+// wp[ob][c][kPwOB] (fp32: one cache line per 2-3 channels) and 24 FMAs. A task owns a run of up to kPwTiles
 // position tiles of one image and group, all output channels: per tile the C x TW slice of x stays in L1 while
 // the output-channel blocks pass over it, and during those passes the next tile's slice is prefetched (one
 // input channel per block and channel step, spread over the blocks). The last, partial tile of a plane goes
@@ -721,10 +722,11 @@ inline bool pointwise_kernel_applies(const ConvGeom& g, bool transposed) {
          (pointwise_dims(g, transposed).red <= kPwMaxReduction || g.n * g.groups < kPointwiseForwardTasks);
 }
 
-// Its workspace: the packed weights (whole blocks of kPwOB rows) and one tail tile per thread.
+// Its workspace (an upper bound): the packed weights (whole blocks of kPwOB rows) and one tail tile per
+// thread (allocated only where a plane ends in a partial tile).
 inline int64_t pointwise_workspace(const ConvGeom& g, bool transposed, int64_t itemsize) {
   const PointwiseDims d = pointwise_dims(g, transposed);
-  return (g.groups * (d.rows + kPwOB - 1) / kPwOB * kPwOB * d.red +
+  return (g.groups * ((d.rows + kPwOB - 1) / kPwOB) * kPwOB * d.red +
           at::get_num_threads() * d.red * kPwNV * 64 / itemsize) * itemsize;
 }
 
@@ -1350,10 +1352,22 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
 // parallel region) and the tasks fixed in size (grad_weight: blocks of 32 output channels, summed over
 // images in order; grad_input: one image and group), so results do not depend on the thread count.
 
-// The reduction over positions goes to BLAS in fixed runs of kPointwiseGwPositions: MKL's product with a
-// longer reduction (900 and up here) rounds differently inside a parallel region (2 threads) than outside
-// it (1 thread), which broke the bitwise equality of 1 and 2 threads (tests/backends/test_algos.py).
-constexpr int64_t kPointwiseGwPositions = 512;
+// out (+)= a @ b with the reduction in fixed runs of kBlasMaxReduction, accumulated in order: MKL's product
+// with a longer reduction (900 positions, 1024 channels here) rounds differently inside a parallel region
+// (2 threads) than outside it (1 thread), which broke the bitwise equality of 1 and 2 threads
+// (tests/backends/test_algos.py, THREAD_SHAPES).
+constexpr int64_t kBlasMaxReduction = 512;
+
+void addmm_runs(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate) {
+  const int64_t K = a.size(1);
+  for (int64_t k = 0; k < K; k += kBlasMaxReduction) {
+    const int64_t nk = std::min(kBlasMaxReduction, K - k);
+    if (k == 0 && !accumulate)
+      at::mm_out(out, a.narrow(1, k, nk), b.narrow(0, k, nk));
+    else
+      out.addmm_(a.narrow(1, k, nk), b.narrow(0, k, nk));
+  }
+}
 
 void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
   constexpr int64_t kOBlock = 32;
@@ -1367,10 +1381,7 @@ void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor
       const int64_t no = std::min(kOBlock, grp * g.og + g.og - o0);
       at::Tensor out = gw2.narrow(0, o0, no);
       for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t p = 0; p < hw; p += kPointwiseGwPositions) {
-          const int64_t np = std::min(kPointwiseGwPositions, hw - p);
-          out.addmm_(gy3[n].narrow(0, o0, no).narrow(1, p, np), x3[n].narrow(0, grp * g.cg, g.cg).narrow(1, p, np).t());
-        }
+        addmm_runs(out, gy3[n].narrow(0, o0, no), x3[n].narrow(0, grp * g.cg, g.cg).t(), /*accumulate=*/true);
     }
   });
 }
@@ -1383,7 +1394,7 @@ void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor&
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / g.groups, grp = t % g.groups;
       at::Tensor out = gx3[n].narrow(0, grp * g.cg, g.cg);
-      at::mm_out(out, w2.narrow(0, grp * g.og, g.og).t(), gy3[n].narrow(0, grp * g.og, g.og));
+      addmm_runs(out, w2.narrow(0, grp * g.og, g.og).t(), gy3[n].narrow(0, grp * g.og, g.og), /*accumulate=*/false);
     }
   });
 }
@@ -1404,10 +1415,8 @@ void pointwise_forward(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       const int64_t n = t / g.groups, grp = t % g.groups;
       at::Tensor out = y3[n].narrow(0, grp * g.og, g.og);
       const at::Tensor wg = w2.narrow(0, grp * g.og, g.og), xg = x3[n].narrow(0, grp * g.cg, g.cg);
-      if (b2.defined())
-        at::addmm_out(out, b2.narrow(0, grp * g.og, g.og), wg, xg);
-      else
-        at::mm_out(out, wg, xg);
+      if (b2.defined()) out.copy_(b2.narrow(0, grp * g.og, g.og).expand({g.og, hw}));
+      addmm_runs(out, wg, xg, /*accumulate=*/b2.defined());
     }
   });
 }
@@ -1513,8 +1522,13 @@ void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::
 // forward_tiled's time; G1, X3 (rows), R3, R8, R9, R11 (Winograd / column blocks) 1.1-2x slower.
 constexpr int64_t kImageColBytes = 512 * 1024;
 
+// Planes of at most kImagesBlasMaxPositions positions, so that blocks of >= 64 rows of k stay within
+// kImageColBytes (fp32); larger planes were not measured.
+constexpr int64_t kImagesBlasMaxPositions = 2048;
+
 bool images_blas_applies(const ConvGeom& g) {
-  return g.cg * g.kh * g.kw >= 512 && g.og >= 128 && g.n * g.ho * g.wo > kBlasMaxPositions && g.n * g.groups >= 2;
+  return g.cg * g.kh * g.kw >= 512 && g.og >= 128 && g.n * g.ho * g.wo > kBlasMaxPositions &&
+         g.ho * g.wo <= kImagesBlasMaxPositions && g.n * g.groups >= 2;
 }
 
 int64_t images_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
@@ -1726,8 +1740,10 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   Plan p;
   const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
   const bool pointwise = algo == Algo::Auto && is_pointwise(g);
-  // 1x1 through the rows family is the pointwise kernel (forward_rows sends it there)
-  const bool pw_rows = is_pointwise(g) && (direct || (pointwise && pointwise_kernel_applies(g, false)));
+  // 1x1 through the rows family is the pointwise kernel (forward_rows sends it there: it reads x in place
+  // where the rows kernel would copy x into a slab); one channel per group (1x1 depthwise) stays depthwise
+  const bool pw_rows = is_pointwise(g) && !(direct && depthwise_applies(g)) &&
+                       (direct || (pointwise && pointwise_kernel_applies(g, false)));
   p.fwd = wino_fwd                          ? Fwd::Winograd
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise

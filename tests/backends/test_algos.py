@@ -85,14 +85,14 @@ def conv_op_args(case, requires_grad=True, dtype=torch.float64):
     return cases.conv_op_args(case, dtype, requires_grad=requires_grad)
 
 
-def assert_rel_close(got, ref, rel=1e-4):
+def assert_rel_close(got, ref, rel=1e-4, what=""):
     """got within rel * max|ref| of ref everywhere (the issue's float32 accuracy target)."""
-    assert got.shape == ref.shape
+    assert got.shape == ref.shape, what
     if ref.numel() == 0:
         return
     scale = ref.abs().max().item()
     err = (got.double() - ref.double()).abs().max().item()
-    assert err <= rel * scale, f"max abs error {err:.3g} > {rel} * max|ref| = {rel * scale:.3g}"
+    assert err <= rel * scale, f"{what}: max abs error {err:.3g} > {rel} * max|ref| = {rel * scale:.3g}"
 
 
 def rand(*shape, seed=0, dtype=torch.float64):
@@ -418,8 +418,10 @@ THREAD_SHAPES = [
     (1, 128, 300, 5, 5, 3, 1, 1, 2),          # the same per group (150 channels: an uneven channel block)
     (3, 3, 40, 112, 112, 7, 2, 3, 1),         # stem-like, 9408 positions for K = 147: grad_weight's position slabs
     (2, 8, 48, 48, 48, 3, 1, 1, 2),           # the same per group (K = 36, 4608 positions)
-    (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel, tasks of 3 tiles
+    (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel (4 tiles per task at 1 thread, 2 at 2)
     (3, 64, 128, 40, 40, 3, 2, 1, 1),         # K = 576, 128 channels, 1200 positions: per-image BLAS blocks
+    (4, 1024, 64, 7, 7, 1, 1, 0, 1),          # 1x1 BLAS forward reducing over 1024 channels in one product
+    (4, 64, 1024, 7, 7, 1, 1, 0, 1),          # 1x1 BLAS grad_input reducing over 1024 channels
 ]
 
 
@@ -471,6 +473,7 @@ def test_thread_counts_im2col_close(threads, algo, shape):
     (2, 7, 11, 7, 9, 1),      # 63
     (1, 8, 6, 8, 8, 1),       # 64: one whole fp32 tile, two fp64 tiles
     (1, 7, 5, 5, 13, 1),      # 65
+    (1, 7, 9, 5, 8, 1),       # 40: three fp32 vectors, the last one partial
     (1, 10, 25, 13, 10, 5),   # 130, 2 channels per group in, 5 out
     (1, 40, 70, 30, 30, 1),   # 900: tasks of several tiles
     (2, 16, 40, 28, 28, 2),   # 784, the smallest plane auto gives this kernel
@@ -488,7 +491,7 @@ def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
     rel = 1e-12 if dtype == torch.float64 else 1e-5
     for name, got, want in (("output", y, ref), ("grad_input", gx, rgx), ("grad_weight", gw, rgw),
                             ("grad_bias", gb, rgb)):
-        assert_rel_close(got, want, rel), name
+        assert_rel_close(got, want, rel, name)
     if h * w >= 784:  # auto takes the same kernel here (<= 128 reduction channels)
         assert torch.equal(convkit.corr2d(x, wt, b, groups=groups, backend="compiled"), y)
 
@@ -894,8 +897,8 @@ def test_no_bias_and_partial_masks(algo):
 @pytest.mark.parametrize("n, groups, bias, dtype", [(4, 1, True, torch.float64), (2, 2, False, torch.float64),
                                                       (8, 1, True, torch.float32), (3, 1, True, torch.float64)])
 def test_pointwise_forward(n, groups, bias, dtype):
-    # auto runs 1x1 stride-1 unpadded layers with > 32 output channels per group (fewer: the rows kernel)
-    # from 4 images x groups as one BLAS product per image and group
+    # auto runs 1x1 stride-1 unpadded layers on planes under 28x28 with > 32 output channels per group
+    # (fewer: the pointwise kernel) from 4 images x groups as one BLAS product per image and group
     x = rand(n, 8, 5, 7, seed=41, dtype=dtype)
     wt = rand(80, 8 // groups, 1, 1, seed=42, dtype=dtype)
     b = rand(80, seed=43, dtype=dtype) if bias else None
