@@ -1438,12 +1438,16 @@ constexpr int64_t kBlasMaxPositions = 1024;
 
 // Rows of k per column block: the block (rows x positions) within kSharedColBytes, at least 256 rows, a
 // multiple of 16 (also what convkit.explain reports).
-int64_t columns_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
-  const int64_t np = g.n * g.ho * g.wo, K = g.cg * g.kh * g.kw;
-  const int64_t most = std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * itemsize)) / 16 * 16);
-  // blocks of about equal size (R11 N=8: 7 x 656 + 16 rows -> 6 x 672 + 576: no last product of 16 rows)
+// K rows in blocks of about equal size, at most `most` rows each rounded up to a multiple of 16 (R11 N=8:
+// 7 x 656 + 16 rows -> 6 x 672 + 576: no last product of 16 rows).
+int64_t balanced_k_rows(int64_t K, int64_t most) {
   const int64_t blocks = (K + most - 1) / most;
   return std::min(K, ((K + blocks - 1) / blocks + 15) / 16 * 16);
+}
+
+int64_t columns_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
+  const int64_t np = g.n * g.ho * g.wo, K = g.cg * g.kh * g.kw;
+  return balanced_k_rows(K, std::min(K, std::max<int64_t>(256, kSharedColBytes / (np * itemsize)) / 16 * 16));
 }
 
 bool columns_blas_applies(const ConvGeom& g) {
@@ -1533,9 +1537,7 @@ bool images_blas_applies(const ConvGeom& g) {
 
 int64_t images_blas_k_rows(const ConvGeom& g, int64_t itemsize) {
   const int64_t hw = g.ho * g.wo, K = g.cg * g.kh * g.kw;
-  const int64_t most = std::min<int64_t>(512, std::max<int64_t>(32, kImageColBytes / (hw * itemsize) / 16 * 16));
-  const int64_t blocks = (K + most - 1) / most;
-  return std::min(K, ((K + blocks - 1) / blocks + 15) / 16 * 16);
+  return balanced_k_rows(K, std::min<int64_t>(512, std::max<int64_t>(32, kImageColBytes / (hw * itemsize) / 16 * 16)));
 }
 
 template <typename T>
