@@ -25,6 +25,7 @@
 #include <utility>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace convkit {
@@ -252,6 +253,16 @@ PoolConf load_pool(AutogradContext* ctx) {
 // the numbers after this node are in the closing note of the session that wrote it.
 // Double backward still works: apply calls pool2d_backward through the dispatcher, whose Autograd kernel
 // records Pool2dBackwardFunction when grad mode is on (create_graph=True).
+// torch 2.13 holds autograd nodes in c10::intrusive_ptr, earlier releases (2.11, the GPU machine's) in
+// std::shared_ptr: make the node the way this torch's Edge holds it.
+template <class N>
+auto make_node() {
+  if constexpr (std::is_same_v<decltype(torch::autograd::Edge::function), std::shared_ptr<torch::autograd::Node>>)
+    return std::make_shared<N>();
+  else
+    return c10::make_intrusive<N>();
+}
+
 struct Pool2dBackwardNode final : torch::autograd::Node {
   torch::autograd::SavedVariable x_, idx_;  // the input; the int64 winners (max; may be empty, see apply)
   PoolConf conf;
@@ -350,7 +361,7 @@ std::tuple<Tensor, Tensor> pool2d_autograd(const Tensor& x, c10::string_view mod
     return convkit::pool2d_call(x, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                 divisor_override, return_indices);
   }
-  auto node = c10::make_intrusive<Pool2dBackwardNode>();
+  auto node = make_node<Pool2dBackwardNode>();
   node->set_next_edges(torch::autograd::collect_next_edges(x));
   Tensor y, idx;
   {

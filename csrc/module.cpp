@@ -13,6 +13,7 @@
 // they return NotImplemented and convkit.functional falls back to its checked path, which reports any error
 // with a message naming the argument.
 #include <Python.h>
+#include <ATen/core/grad_mode.h>
 #include <cstring>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/autograd/python_variable.h>

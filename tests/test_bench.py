@@ -104,7 +104,7 @@ def test_report_generates_benchmarks_md_and_the_readme_table(quick, tmp_path):
     for heading in ("## Machine", "## Fairness", "## Summary", "### corr2d forward (no_grad)",
                     "## Scaling study", "## GPU"):
         assert heading in md
-    assert "Not measured yet: no GPU was available" in md and "](plots/scaling.png)" in md
+    assert "This main job has no GPU run yet" in md and "](plots/scaling.png)" in md
     text = readme.read_text()
     assert "old typed table" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     assert "| R3 N1 64->64 56x56 k3x3 s1 p1 |" in text and "geometric mean" in text

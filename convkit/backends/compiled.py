@@ -29,6 +29,9 @@ except Exception as e:  # ImportError, or an undefined symbol from a torch versi
     _C = None
     IMPORT_ERROR = e
 
+# Read once: supports() runs inside torch.compile'd code, where dynamo cannot trace a call into the extension.
+_CUDA_BUILT = _C is not None and bool(_C.build_info()["cuda"])
+
 
 def available() -> bool:
     return _C is not None
@@ -49,7 +52,7 @@ def build_info() -> dict:
 def supports(device: torch.device, dtype: torch.dtype) -> bool:
     if _C is None or not dtype.is_floating_point:
         return False
-    return device.type == "cpu" or (device.type == "cuda" and bool(_C.build_info()["cuda"]))
+    return device.type == "cpu" or (device.type == "cuda" and _CUDA_BUILT)
 
 
 def cache_info() -> dict:

@@ -1832,12 +1832,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   const ConvGeom g = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
   const Plan plan = make_plan(g, parse_algo(algo_name));
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls below are part of this kernel
-  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.n && grad_output.size(1) == g.o &&
-                  grad_output.size(2) == g.ho && grad_output.size(3) == g.wo,
-              "convkit::corr2d_backward: grad_output must have shape (", g.n, ", ", g.o, ", ", g.ho, ", ", g.wo,
-              "), got ", grad_output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "convkit::corr2d_backward: grad_output must have input's dtype ", input.scalar_type());
+  check_corr2d_grad_output(grad_output, input, g);
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor gy = grad_output.to(ct).contiguous();
   const at::Tensor x = output_mask[1] ? as_compute(input, ct) : at::Tensor();

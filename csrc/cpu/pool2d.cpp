@@ -828,15 +828,7 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                                bool count_include_pad, c10::optional<int64_t> divisor_override) {
   const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                    divisor_override);
-  const std::array<int64_t, 4> out_shape{g.n, g.c, g.ho, g.wo};
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), "convkit::pool2d_backward: grad_output must have shape ",
-              at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "convkit::pool2d_backward: grad_output must have input's dtype ", input.scalar_type());
-  if (g.is_max)
-    TORCH_CHECK(indices.scalar_type() == at::kLong && indices.sizes() == at::IntArrayRef(out_shape),
-                "convkit::pool2d_backward: indices must be int64 of shape ", at::IntArrayRef(out_shape), ", got ",
-                indices.scalar_type(), " ", indices.sizes());
+  check_pool2d_backward_args(grad_output, indices, input, g);
   const auto ct = compute_type(input.scalar_type());
   const bool cl = is_channels_last(input);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

@@ -1296,12 +1296,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cuda(
   check_device("corr2d_backward", "grad_output", grad_output, input);
   const ConvGeom geom = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
   const ConvDims d = dims_of(geom);
-  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == d.n && grad_output.size(1) == d.o &&
-                  grad_output.size(2) == d.ho && grad_output.size(3) == d.wo,
-              "convkit::corr2d_backward: grad_output must have shape (", d.n, ", ", d.o, ", ", d.ho, ", ", d.wo,
-              "), got ", grad_output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "convkit::corr2d_backward: grad_output must have input's dtype ", input.scalar_type());
+  check_corr2d_grad_output(grad_output, input, geom);
   DeviceGuard device_guard(input.device());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const auto opts = input.options().memory_format(at::MemoryFormat::Contiguous);

@@ -460,17 +460,8 @@ at::Tensor pool2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor&
   const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                    divisor_override);
   check_plane_sizes(g);
-  const std::vector<int64_t> out_shape{g.n, g.c, g.ho, g.wo};
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), "convkit::pool2d_backward: grad_output must have shape ",
-              at::IntArrayRef(out_shape), ", got ", grad_output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "convkit::pool2d_backward: grad_output must have input's dtype ", input.scalar_type());
-  if (g.is_max) {
-    check_device("pool2d_backward", "indices", indices, input);
-    TORCH_CHECK(indices.scalar_type() == at::kLong && indices.sizes() == at::IntArrayRef(out_shape),
-                "convkit::pool2d_backward: indices must be int64 of shape ", at::IntArrayRef(out_shape), ", got ",
-                indices.scalar_type(), " ", indices.sizes());
-  }
+  if (g.is_max) check_device("pool2d_backward", "indices", indices, input);
+  check_pool2d_backward_args(grad_output, indices, input, g);
   DeviceGuard device_guard(input.device());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const bool cl = is_channels_last(input);

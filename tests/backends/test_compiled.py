@@ -111,6 +111,18 @@ def test_torch_compile_fullgraph_matches_eager():
         torch.testing.assert_close(a, b)
 
 
+@COMPILED_SKIP
+def test_backend_choice_for_cuda_traces_under_torch_compile():
+    """convkit.functional asks compiled.supports(device, dtype) inside compiled code. For a CUDA device it used to
+    call convkit._C.build_info(), which dynamo cannot trace: fullgraph=True failed on the GPU machine. The answer is
+    now read once at import; this checks it from here, without a GPU."""
+    from convkit.backends import compiled as backend
+    f = torch.compile(lambda x: x + backend.supports(torch.device("cuda"), torch.float32), fullgraph=True,
+                      backend="eager")
+    want = float(bool(backend.build_info().get("cuda")))
+    assert f(torch.zeros(2)).tolist() == [want, want]
+
+
 def test_torch_compile_inductor():
     torch.manual_seed(0)
     model = SmallCNN()
