@@ -25,7 +25,9 @@
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
 //                <= 16 output channels per group (<= 64 with stride 1): positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
-//                per-image BLAS; the column-block regime: BLAS dY cols^T per block of k
+//                on planes >= 28x28, 6x4 channel tiles over the positions in place
+//                (pointwise_grad_weight_direct, while its accumulators fit 2 MiB), else per-image BLAS; the
+//                column-block regime: BLAS dY cols^T per block of k
 //                (grad_weight_columns_blas); else a tiled GEMM over positions (grad_weight_tiled)
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
@@ -38,7 +40,8 @@
 // MiB). Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
 // (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
-// packed in blocks of 6 rows, and one tail tile per thread. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
+// packed in blocks of 6 rows, and one tail tile per thread; its grad_weight, 24 vector accumulators per 6x4
+// channel tile (at most 2 MiB in all). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -1386,6 +1389,97 @@ void pointwise_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor
   });
 }
 
+// Pointwise grad_weight without BLAS: gw[o, c] = sum over images n and positions p of dY[n, o, p] X[n, c, p],
+// both rows read in place (stride 1 along p). Layout: X (N, C, HW), dY (N, O, HW), gw (O, Cg).
+// Register tile: kGwOB output x kGwCB input channels = 24 vector accumulators, lane l summing the positions
+// p = l (mod L). A task is a range of tiles (tile order: group, output block, input block, the last fastest,
+// so a thread reads its output rows and every input row). The positions run in chunks of kGwChunk per image,
+// every tile of the task passing over a chunk while its rows sit in L2; between chunks a tile's accumulators
+// wait in the task's buffer (24 vectors, 1.5 KiB fp32; kPwGwAccBytes bounds all of them). The last partial
+// vector of a row is summed in scalar. Each gw element's sum runs in one fixed order (images, chunks,
+// positions; then the lanes in order, then the scalar tail), whatever the thread count.
+// Chunks of 512 positions measured best of 128-2048 (1 thread; R2 N=8 118 GFLOP/s, 1024: 93-114, 256: 82-105).
+constexpr int64_t kGwOB = 6, kGwCB = 4, kGwChunk = 512;
+constexpr int64_t kPwGwAccBytes = int64_t(2) << 20;
+
+int64_t pointwise_gw_tiles(const ConvGeom& g) {
+  return g.groups * ((g.og + kGwOB - 1) / kGwOB) * ((g.cg + kGwCB - 1) / kGwCB);
+}
+
+bool pointwise_gw_kernel_applies(const ConvGeom& g) {
+  return is_pointwise(g) && pointwise_gw_tiles(g) * kGwOB * kGwCB * 64 <= kPwGwAccBytes;
+}
+
+template <typename T>
+void pointwise_grad_weight_direct(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L, kAcc = kGwOB * kGwCB;
+  const int64_t hw = g.h * g.w, hwv = hw / L * L;
+  const int64_t ob = (g.og + kGwOB - 1) / kGwOB, cb = (g.cg + kGwCB - 1) / kGwCB;
+  const T* xp = x.const_data_ptr<T>();
+  const T* gp = gy.const_data_ptr<T>();
+  T* wp = gw.mutable_data_ptr<T>();
+  at::parallel_for(0, pointwise_gw_tiles(g), 1, [&](int64_t begin, int64_t end) {
+    const int64_t nt = end - begin;
+    std::vector<V> acc(nt * kAcc);           // value-initialised: zeros
+    std::vector<T> tail(nt * kAcc, T(0));    // the positions past the last full vector
+    // per tile: first output channel, the group's output end, first input channel, the group's input end;
+    // rows past the group's end repeat its last row (computed, not stored)
+    std::vector<std::array<int64_t, 4>> org(nt);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / (ob * cb), r = t % (ob * cb);
+      org[t - begin] = {grp * g.og + (r / cb) * kGwOB, grp * g.og + g.og, grp * g.cg + (r % cb) * kGwCB,
+                        grp * g.cg + g.cg};
+    }
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t p0 = 0; p0 < hw; p0 += kGwChunk) {
+        const int64_t pe = std::min(hw, p0 + kGwChunk), pv = std::min(pe, hwv);
+        for (int64_t t = begin; t < end; ++t) {
+          const auto [o0, oend, c0, cend] = org[t - begin];
+          const T* yr[kGwOB];
+          const T* xr[kGwCB];
+          for (int64_t i = 0; i < kGwOB; ++i) yr[i] = gp + (n * g.o + std::min(o0 + i, oend - 1)) * hw;
+          for (int64_t j = 0; j < kGwCB; ++j) xr[j] = xp + (n * g.c + std::min(c0 + j, cend - 1)) * hw;
+          V* a = acc.data() + (t - begin) * kAcc;
+          V r[kGwOB][kGwCB];
+#pragma GCC unroll 6
+          for (int64_t i = 0; i < kGwOB; ++i)
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kGwCB; ++j) r[i][j] = a[i * kGwCB + j];
+          for (int64_t p = p0; p < pv; p += L) {
+            V xv[kGwCB];
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kGwCB; ++j) xv[j] = vload<T>(xr[j] + p);
+#pragma GCC unroll 6
+            for (int64_t i = 0; i < kGwOB; ++i) {
+              const V yv = vload<T>(yr[i] + p);
+#pragma GCC unroll 4
+              for (int64_t j = 0; j < kGwCB; ++j) r[i][j] += yv * xv[j];
+            }
+          }
+#pragma GCC unroll 6
+          for (int64_t i = 0; i < kGwOB; ++i)
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kGwCB; ++j) a[i * kGwCB + j] = r[i][j];
+          T* tl = tail.data() + (t - begin) * kAcc;
+          for (int64_t p = pv; p < pe; ++p)
+            for (int64_t i = 0; i < kGwOB; ++i)
+              for (int64_t j = 0; j < kGwCB; ++j) tl[i * kGwCB + j] += yr[i][p] * xr[j][p];
+        }
+      }
+    for (int64_t t = begin; t < end; ++t) {
+      const auto [o0, oend, c0, cend] = org[t - begin];
+      for (int64_t i = 0; i < kGwOB && o0 + i < oend; ++i)
+        for (int64_t j = 0; j < kGwCB && c0 + j < cend; ++j) {
+          const V v = acc[(t - begin) * kAcc + i * kGwCB + j];
+          T sum = 0;
+          for (int64_t l = 0; l < L; ++l) sum += v[l];
+          wp[(o0 + i) * g.cg + (c0 + j - (cend - g.cg))] = sum + tail[(t - begin) * kAcc + i * kGwCB + j];
+        }  // cend - g.cg: the group's first input channel
+    }
+  });
+}
+
 void pointwise_grad_input(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {
   const int64_t hw = g.h * g.w;
   const at::Tensor gy3 = gy.view({g.n, g.o, hw}), w2 = w.view({g.o, g.cg});
@@ -1720,7 +1814,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
-enum class GradWeight { Flat, Lanes, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradWeight { Flat, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
   GradInput gx;
@@ -1772,7 +1866,13 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   const bool stride1 = g.sh == 1 && g.sw == 1;
   const bool lanes = algo == Algo::Direct ||
                      (algo != Algo::ImplicitGemm && (g.og <= kFewChannels || (stride1 && g.og <= kFlatChannels)));
-  p.gw = pointwise                ? GradWeight::Pointwise
+  // 1x1 grad_weight: the 6x4 tile kernel where its accumulators fit kPwGwAccBytes; "auto" from kPwMinPositions
+  // positions (1 thread, GFLOP/s kernel vs BLAS: R2 N=1 102 vs 65, N=8 112 vs 79; 64->256 @56 N=8 92 vs 64;
+  // 256->64 @56 N=8 112 vs 83; 16->16 @28 N=32 51 vs 30; but 64->64 @16 N=1 31 vs 37)
+  const bool pw_gw = (algo == Algo::Direct || (pointwise && g.h * g.w >= kPwMinPositions)) &&
+                     pointwise_gw_kernel_applies(g);
+  p.gw = pw_gw                    ? GradWeight::PointwiseDirect
+         : pointwise              ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
          : algo == Algo::Auto && columns_blas_applies(g) ? GradWeight::ColumnsBlas
@@ -1847,6 +1947,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
   }
   if (do_gx && plan.gx == GradInput::Pointwise) pointwise_grad_input(gy, w, gx, g);  // per-image BLAS
   if (do_gw && plan.gw == GradWeight::Pointwise) pointwise_grad_weight(x, gy, gw, g);
+  if (do_gw && plan.gw == GradWeight::PointwiseDirect)
+    AT_DISPATCH_FLOATING_TYPES(ct, "convkit_pointwise_grad_weight", [&] { pointwise_grad_weight_direct<scalar_t>(x, gy, gw, g); });
   if (do_gx && plan.gx == GradInput::Winograd) winograd_grad_input_cpu(gy, w, gx, g);
   if (do_gw && plan.gw == GradWeight::Winograd) winograd_grad_weight_cpu(x, gy, gw, g);
   if (plan.gx == GradInput::ColumnsBlas || plan.gw == GradWeight::ColumnsBlas)
@@ -1925,6 +2027,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
     case GradWeight::Lanes: out.emplace_back("positions as vector lanes over packed columns (grad_weight_lanes)", 2 * tiles); break;
     case GradWeight::Pointwise: out.emplace_back("per-image BLAS dY X^T (1x1)", 0); break;
+    case GradWeight::PointwiseDirect:
+      out.emplace_back("6x4 channel tiles over positions in place (pointwise_grad_weight_direct)",
+                       pointwise_gw_tiles(g) * kGwOB * kGwCB * (64 + itemsize)); break;
     case GradWeight::ColumnsBlas: out.emplace_back("BLAS dY cols^T per block of k (grad_weight_columns_blas)",
                                                    (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
     case GradWeight::Tiled:

@@ -464,6 +464,9 @@ def test_thread_counts_im2col_close(threads, algo, shape):
 # tile, x read in place, a plane's last partial tile (1-3 vectors, or a part of one) through a padded copy;
 # the forward (W x) and, transposed, grad_input (W^T dY). Positions around the tile and vector widths, row
 # counts that are not a multiple of 6, groups, tasks of several tiles (the prefetch of the next tile).
+# algo="direct" also takes grad_weight through pointwise_grad_weight_direct: 6 x 4 channel tiles (counts that
+# are not multiples of 6 and 4 repeat the last row), positions in chunks of 512 (900: a partial last chunk),
+# the last partial vector in scalar (15, 17, 63, 65, 130, 900 positions).
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n,c,o,h,w,groups", [
     (2, 5, 7, 1, 1, 1),       # one position
@@ -492,8 +495,12 @@ def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
     for name, got, want in (("output", y, ref), ("grad_input", gx, rgx), ("grad_weight", gw, rgw),
                             ("grad_bias", gb, rgb)):
         assert_rel_close(got, want, rel, name)
-    if h * w >= 784:  # auto takes the same kernel here (<= 128 reduction channels)
-        assert torch.equal(convkit.corr2d(x, wt, b, groups=groups, backend="compiled"), y)
+    if h * w >= 784:  # auto takes the same kernels here (<= 128 reduction channels): bitwise the same
+        ya = convkit.corr2d(x, wt, b, groups=groups, backend="compiled")
+        assert torch.equal(ya, y)
+        for name, got, want in zip(("grad_input", "grad_weight", "grad_bias"),
+                                   torch.autograd.grad(ya, (x, wt, b), gy), (gx, gw, gb)):
+            assert torch.equal(got, want), name
 
 
 def test_pointwise_kernel_is_what_auto_explains():
@@ -505,6 +512,10 @@ def test_pointwise_kernel_is_what_auto_explains():
     r4 = steps((8, 64, 56, 56), (256, 64, 1, 1))
     assert "forward_pointwise_rows" in r4["forward"] and "BLAS" in r4["grad_input"]
     assert "BLAS" in steps((8, 256, 14, 14), (1024, 256, 1, 1))["forward"]  # 196 positions
+    # grad_weight: the channel-tile kernel from 784 positions while its accumulators fit 2 MiB
+    assert "pointwise_grad_weight_direct" in r2["grad_weight"] and "pointwise_grad_weight_direct" in r4["grad_weight"]
+    assert "BLAS" in steps((8, 64, 16, 16), (64, 64, 1, 1))["grad_weight"]       # 256 positions
+    assert "BLAS" in steps((8, 128, 28, 28), (512, 128, 1, 1))["grad_weight"]    # 86 x 32 tiles: 4.2 MB
 
 
 # forward_images_blas: auto's forward for >= 512 rows of k and >= 128 output channels per group beyond the
