@@ -10,7 +10,7 @@ namespace convkit {
 
 inline int64_t conv_out_size(int64_t n, int64_t k, int64_t pad_total, int64_t stride, int64_t dilation) {
   const int64_t num = n + pad_total - dilation * (k - 1) - 1;
-  return num < 0 ? 0 : num / stride + 1;  // num < 0: kernel larger than the padded input (rejected below)
+  return num < 0 ? 0 : num / stride + 1;  // num < 0: kernel larger than the padded input (conv_geometry rejects it)
 }
 
 inline int64_t pool_out_size(int64_t n, int64_t k, int64_t pad, int64_t stride, int64_t dilation, bool ceil_mode) {

@@ -3,7 +3,8 @@
 Ops (schemas in csrc/ops.cpp): convkit::corr2d, convkit::corr2d_backward, convkit::pool2d,
 convkit::pool2d_backward. The CPU kernels (csrc/cpu/, the algorithm per shape is listed at the top of
 corr2d.cpp) use no im2col-sized buffer; every task owns disjoint output and reductions run in a fixed
-order (identical results for any thread count). Memory: the output plus per-task tiles of about 256 KiB;
+order (identical results for any thread count). Memory: the output plus per-task tiles of about 256 KiB (the 1x1
+grad_weight kernel's accumulators: up to 2 MiB in all);
 float16/bfloat16 inputs are computed in float32 (one converted copy). Eager CPU calls skip
 this layer: convkit.functional calls convkit._C.corr2d_eager / pool2d_eager directly.
 Autograd is C++ (csrc/autograd.cpp, the Autograd dispatch key): corr2d's backward is the op
@@ -30,7 +31,10 @@ except Exception as e:  # ImportError, or an undefined symbol from a torch versi
     IMPORT_ERROR = e
 
 # Read once: supports() runs inside torch.compile'd code, where dynamo cannot trace a call into the extension.
-_CUDA_BUILT = _C is not None and bool(_C.build_info()["cuda"])
+try:
+    _CUDA_BUILT = _C is not None and bool(_C.build_info().get("cuda"))
+except Exception:  # an older or broken build: "compiled" then runs on CPU only, and import convkit still works
+    _CUDA_BUILT = False
 
 
 def available() -> bool:

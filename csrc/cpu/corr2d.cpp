@@ -41,7 +41,7 @@
 // (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
 // packed in blocks of 6 rows, and one tail tile per thread; its grad_weight, 24 vector accumulators per 6x4
-// channel tile (at most 2 MiB in all). _C.corr2d_plan reports the choice and these sizes (convkit.explain).
+// channel tile (the vectors at most 2 MiB in all) and 24 scalars. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -1869,7 +1869,9 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   // 1x1 grad_weight: the 6x4 tile kernel where its accumulators fit kPwGwAccBytes; "auto" from kPwMinPositions
   // positions (1 thread, GFLOP/s kernel vs BLAS: R2 N=1 102 vs 65, N=8 112 vs 79; 64->256 @56 N=8 92 vs 64;
   // 256->64 @56 N=8 112 vs 83; 16->16 @28 N=32 51 vs 30; but 64->64 @16 N=1 31 vs 37)
-  const bool pw_gw = (algo == Algo::Direct || (pointwise && g.h * g.w >= kPwMinPositions)) &&
+  // (auto: at least one whole tile of channels, else most of the 24 accumulators repeat a row: 1x1 depthwise)
+  const bool pw_gw = (algo == Algo::Direct ||
+                      (pointwise && g.h * g.w >= kPwMinPositions && g.og >= kGwOB && g.cg >= kGwCB)) &&
                      pointwise_gw_kernel_applies(g);
   p.gw = pw_gw                    ? GradWeight::PointwiseDirect
          : pointwise              ? GradWeight::Pointwise

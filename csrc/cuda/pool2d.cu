@@ -460,8 +460,8 @@ at::Tensor pool2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor&
   const PoolGeom g = pool_geometry(input, mode, kernel, stride, padding, dilation, ceil_mode, count_include_pad,
                                    divisor_override);
   check_plane_sizes(g);
+  check_pool2d_backward_args(grad_output, indices, input, g);  // first: it names undefined indices
   if (g.is_max) check_device("pool2d_backward", "indices", indices, input);
-  check_pool2d_backward_args(grad_output, indices, input, g);
   DeviceGuard device_guard(input.device());
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const bool cl = is_channels_last(input);
