@@ -198,7 +198,7 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     algo: the compiled backend's algorithm: "auto" (chosen per shape, see convkit.explain), or forced:
       "direct" (direct loops, column stride 1), "implicit_gemm" (packed column tiles, no im2col buffer),
       "im2col" (the textbook column matrix + BLAS; CPU only) or "winograd" (F(4x4, 3x3): 3x3, stride 1,
-      dilation 1; CPU only).
+      any dilation; CPU only).
     """
     if padding_mode == "zeros" and _fast(backend):
         y = _CK.corr2d_eager(input, weight, bias, stride, padding, dilation, groups, algo)
@@ -273,9 +273,9 @@ def _check_algo(algo, backend, device, khw, stride, dilation) -> None:
     if algo == "direct" and device.type == "cpu" and stride[1] != 1:
         raise ValueError(f"algo='direct' (the CPU direct rows kernel) needs a column stride of 1, got stride "
                          f"{stride}; use algo='implicit_gemm' or 'auto'")
-    if algo == "winograd" and (tuple(khw) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1)):
-        raise ValueError(f"algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel, stride 1 and dilation 1, got kernel "
-                         f"{tuple(khw)}, stride {stride}, dilation {dilation}")
+    if algo == "winograd" and (tuple(khw) != (3, 3) or tuple(stride) != (1, 1)):
+        raise ValueError(f"algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel and stride 1, got kernel "
+                         f"{tuple(khw)}, stride {stride}")
 
 
 conv2d = corr2d

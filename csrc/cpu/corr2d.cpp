@@ -1556,7 +1556,7 @@ int64_t blas_channel_block(const ConvGeom& g) {
 // for 262144 weights), its transformed weights (4x W, written and read on every call) cost as much as it
 // saves: Winograd 10.0-10.3 ms, this path 9.3-9.4 ms (2 threads, same run).
 bool columns_blas_over_winograd(const ConvGeom& g) {
-  const int64_t tiles = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
+  const int64_t tiles = g.n * winograd_tiles_per_image(g);
   return columns_blas_applies(g) && tiles * 8192 < 2 * g.og * g.cg;
 }
 
@@ -1806,8 +1806,8 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
               "convkit::corr2d: algo='direct' (the direct rows kernel) needs a column stride of 1, got stride (",
               g.sh, ", ", g.sw, "); use algo='implicit_gemm' or 'auto'");
   TORCH_CHECK(algo != Algo::Winograd || winograd_applies(g),
-              "convkit::corr2d: algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel, stride 1 and dilation 1, got kernel (",
-              g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, "), dilation (", g.dh, ", ", g.dw, ")");
+              "convkit::corr2d: algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel and stride 1, got kernel (",
+              g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, ")");
 }
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
@@ -1983,7 +1983,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
   const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
   const auto wino = [&](int64_t c, int64_t o, int64_t ho, int64_t wo) {  // U + V + M of one image chunk
-    const int64_t tiles = ((ho + 3) / 4) * ((wo + 3) / 4), per_image = 36 * (c + o) * tiles * itemsize;
+    const int64_t tiles = g.dh * g.dw * (((ho + g.dh - 1) / g.dh + 3) / 4) * (((wo + g.dw - 1) / g.dw + 3) / 4);
+    const int64_t per_image = 36 * (c + o) * tiles * itemsize;
     const int64_t n = winograd_images_per_chunk(g.n, per_image, tiles);
     return 36 * g.o * g.cg * itemsize + n * per_image;
   };

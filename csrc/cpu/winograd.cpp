@@ -1,16 +1,22 @@
-// Winograd F(4x4, 3x3) for 3x3, stride-1, dilation-1 correlation (Lavin & Gray 2016), any padding and groups.
+// Winograd F(4x4, 3x3) for 3x3, stride-1 correlation (Lavin & Gray 2016), any padding, dilation and groups.
 // Each 4x4 output tile comes from a 6x6 input tile d:  Y = A^T [ (G g G^T) . (B^T d B) ] A, so the 144
 // multiply-adds per tile and channel pair of the direct method become 36, done as 36 * groups matrix
 // products of (Og x Cg) transformed weights with (Cg x tiles) transformed inputs.
 //   weights  U[xi][o][c] = (G g G^T)[xi] for the 36 points xi: one BLAS product Cw (36 x 9) @ W (O*Cg x 9)^T
 //            per call (the weights change every step), Cw = kron(G, G).
 //   inputs   V[xi][c][tile] = (B^T d B)[xi]: a task owns one image, channel and row of tiles. It copies the 6
-//            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectorised
-//            along the row) and then B along each tile's 6 columns, writing 36 rows of V contiguous in tile.
+//            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectors
+//            along the row), splits each row by column residue mod 4 and applies B along each tile's 6
+//            columns (vectors over the row's tiles), writing 36 rows of V contiguous in tile.
 //   products M[xi][o][tile] = U[xi] @ V[xi] per point and group: ATen's BLAS, one product per task inside
 //            at::parallel_for (BLAS runs single-threaded there), so the result does not depend on the
 //            thread count.
-//   outputs  y = A^T m A + bias per tile: a task owns one image, output channel and row of tiles.
+//   outputs  y = A^T m A + bias per tile: a task owns one image, output channel and row of tiles (vectors
+//            over the row's tiles, merged back into column order by permutes).
+// Dilation (dh, dw) splits the output into dh * dw phases (oy mod dh, ox mod dw): each phase is an undilated
+// 3x3 correlation over the input rows and columns of one residue, tiled like dilation 1 on a grid dh (dw)
+// times coarser, so the transforms gather and scatter with strides dh, dw and nothing is copied. Tiles are
+// numbered image, phase row, tile row, phase column, tile column (one task's row of tiles is contiguous).
 // Images are processed in chunks so that V and M stay within kChunkBytes (V is 36/16 = 2.25x the input
 // chunk, M 2.25x the output chunk): workspace per call = U (36/9 = 4x the weights) + V + M of one chunk,
 // kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
@@ -41,23 +47,21 @@ constexpr int64_t kChunkMaxBytes = 16 << 20;
 
 
 // G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
+// Tile rows and columns per phase (those of phase 0, the largest) and tiles per image over all phases.
+struct WinoTiles {
+  int64_t th, tw, per_image;
+};
+WinoTiles wino_tiles(const ConvGeom& g) {
+  const int64_t th = ((g.ho + g.dh - 1) / g.dh + 3) / 4, tw = ((g.wo + g.dw - 1) / g.dw + 3) / 4;
+  return {th, tw, g.dh * g.dw * th * tw};
+}
+
 constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
                              {0, 0, 1}};
-
-// B^T applied to 6 values (a column or a row of d).
-template <typename T>
-inline void bt6(T d0, T d1, T d2, T d3, T d4, T d5, T* o, int64_t os) {
-  o[0 * os] = 4 * d0 - 5 * d2 + d4;
-  o[1 * os] = -4 * d1 - 4 * d2 + d3 + d4;
-  o[2 * os] = 4 * d1 - 4 * d2 - d3 + d4;
-  o[3 * os] = -2 * d1 - d2 + 2 * d3 + d4;
-  o[4 * os] = 2 * d1 - d2 - 2 * d3 + d4;
-  o[5 * os] = 4 * d1 - 5 * d3 + d5;
-}
 
 // U[xi][p] = (G g_p G^T)[xi] for the P = O*Cg kernels g_p (9 contiguous values each). A task owns blocks
 // of L kernels: it transposes them into 9 vectors (lanes = kernels) and computes G g G^T with vector FMAs,
@@ -89,47 +93,162 @@ void weight_transform(const T* w, int64_t P, T* u) {
   });
 }
 
+// ceil(a / b) for b > 0, clamped to [0, hi]: the first index i >= 0 with i * b >= a
+inline int64_t first_at_least(int64_t a, int64_t b, int64_t hi) {
+  return a <= 0 ? 0 : std::min(hi, (a + b - 1) / b);
+}
+
+// Column residues. Along a row, tile tj covers columns 4tj .. 4tj + 5 (input) or 4tj .. 4tj + 3 (output).
+// Each transform keeps a row split by column residue mod 4 ([k][m] = column 4m + k, ld values per k, ld a
+// multiple of the vector width), so the step along each tile's columns is elementwise over the tiles of a
+// row (vectors over tj, loads at m and m + 1) instead of a scalar pass per tile. With AVX-512 the split and
+// its inverse are 8 two-source permutes per 4 vectors. Rows of tiles are short (R3: 14 tiles, R8: 7, R9:
+// 4), so the tail is one masked store, not a scalar loop.
+
+// dst[k * ld + m] = src[4m + k] for m < ld (ld a multiple of L; src holds 4 ld values).
 template <typename T>
-void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th, int64_t tw, T* v) {
-  const int64_t tiles = nimg * th * tw, wb = 4 * tw + 2;
-  at::parallel_for(0, nimg * g.c * th, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> p(6 * wb), q(6 * wb);
+inline void split4(const T* src, int64_t ld, T* dst) {
+  constexpr int64_t L = Simd<T>::L;
+#if defined(__AVX512F__)
+  using A = Avx512<T>;
+  const __m512i ev = lane_index<T>([](int64_t k) { return 2 * k; });
+  const __m512i od = lane_index<T>([](int64_t k) { return 2 * k + 1; });
+  for (int64_t m0 = 0; m0 < ld; m0 += L) {
+    const T* s = src + 4 * m0;
+    const auto a = A::load(s), b = A::load(s + L), c = A::load(s + 2 * L), d = A::load(s + 3 * L);
+    const auto e = A::perm2(a, ev, b), o = A::perm2(a, od, b), e2 = A::perm2(c, ev, d), o2 = A::perm2(c, od, d);
+    A::store(dst + m0, A::perm2(e, ev, e2));
+    A::store(dst + ld + m0, A::perm2(o, ev, o2));
+    A::store(dst + 2 * ld + m0, A::perm2(e, od, e2));
+    A::store(dst + 3 * ld + m0, A::perm2(o, od, o2));
+  }
+#else
+  (void)L;
+  for (int64_t k = 0; k < 4; ++k)
+    for (int64_t m = 0; m < ld; ++m) dst[k * ld + m] = src[4 * m + k];
+#endif
+}
+
+// The inverse: dst[4m + k] = src[k * ld + m] for m < ld.
+template <typename T>
+inline void merge4(const T* src, int64_t ld, T* dst) {
+  constexpr int64_t L = Simd<T>::L;
+#if defined(__AVX512F__)
+  using A = Avx512<T>;
+  const __m512i lo = lane_index<T>([](int64_t k) { return k % 2 == 0 ? k / 2 : L + k / 2; });
+  const __m512i hi = lane_index<T>([](int64_t k) { return k % 2 == 0 ? L / 2 + k / 2 : L + L / 2 + k / 2; });
+  for (int64_t m0 = 0; m0 < ld; m0 += L) {
+    const auto r0 = A::load(src + m0), r1 = A::load(src + ld + m0), r2 = A::load(src + 2 * ld + m0),
+               r3 = A::load(src + 3 * ld + m0);
+    const auto el = A::perm2(r0, lo, r2), eh = A::perm2(r0, hi, r2), ol = A::perm2(r1, lo, r3),
+               oh = A::perm2(r1, hi, r3);
+    T* d = dst + 4 * m0;
+    A::store(d, A::perm2(el, lo, ol));
+    A::store(d + L, A::perm2(el, hi, ol));
+    A::store(d + 2 * L, A::perm2(eh, lo, oh));
+    A::store(d + 3 * L, A::perm2(eh, hi, oh));
+  }
+#else
+  (void)L;
+  for (int64_t k = 0; k < 4; ++k)
+    for (int64_t m = 0; m < ld; ++m) dst[4 * m + k] = src[k * ld + m];
+#endif
+}
+
+// The first n <= L lanes of v to p (one masked store with AVX-512), and n <= L values from p (the rest zero).
+template <typename T>
+inline void store_n(T* p, const typename Simd<T>::V& v, int64_t n) {
+#if defined(__AVX512F__)
+  if (n >= Simd<T>::L)
+    vstore(p, v);
+  else
+    Avx512<T>::store(p, lanes_mask<T>(n), v);
+#else
+  for (int64_t l = 0; l < n; ++l) p[l] = v[l];
+#endif
+}
+
+template <typename T>
+inline typename Simd<T>::V load_n(const T* p, int64_t n) {
+#if defined(__AVX512F__)
+  if (n >= Simd<T>::L) return vload(p);
+  return Avx512<T>::loadz(lanes_mask<T>(n), p);
+#else
+  typename Simd<T>::V v{};
+  for (int64_t l = 0; l < n && l < Simd<T>::L; ++l) v[l] = p[l];
+  return v;
+#endif
+}
+
+// dst[j] = src[s j] for j < n (a row of x or dY at the dilation's column stride).
+template <typename T>
+inline void copy_strided(T* dst, const T* src, int64_t s, int64_t n) {
+  if (s == 1)
+    copy_run(dst, src, n);
+  else if (s == 2)
+    copy_stride2(dst, src, n);
+  else
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[s * j];
+}
+
+inline int64_t round_to(int64_t n, int64_t l) { return (n + l - 1) / l * l; }
+
+template <typename T>
+void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* v) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t th = wt.th, tw = wt.tw, tiles = nimg * wt.per_image, rows = g.dh * th;
+  const int64_t ld = round_to(tw + 1, L), rw = 4 * ld;  // a row: columns 0 .. 4 tw + 1 (and padding)
+  at::parallel_for(0, nimg * g.c * rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> p(6 * rw), q(6 * rw);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t ti = t % th, c = (t / th) % g.c, nl = t / (th * g.c);
+      const int64_t row = t % rows, py = row / th, ti = row % th, c = (t / rows) % g.c, nl = t / (rows * g.c);
       const T* xc = x + ((n0 + nl) * g.c + c) * g.h * g.w;
-      // the 6 input rows of this tile row, zero-padded: p[r][col] = x[4ti + r - pt][col - pl]
-      const int64_t lo = std::min(wb, g.pl), hi = std::max(lo, std::min(wb, g.w + g.pl));
-      for (int64_t r = 0; r < 6; ++r) {
-        T* pr = p.data() + r * wb;
-        const int64_t ih = 4 * ti + r - g.pt;
-        if (ih < 0 || ih >= g.h) {
-          std::fill(pr, pr + wb, T(0));
-          continue;
+      for (int64_t px = 0; px < g.dw; ++px) {
+        // p[r][col] = x[py - pt + dh (4ti + r)][px - pl + dw col], zero outside x
+        const int64_t lo = first_at_least(g.pl - px, g.dw, rw), hi = std::max(lo, first_at_least(g.w + g.pl - px, g.dw, rw));
+        for (int64_t r = 0; r < 6; ++r) {
+          T* pr = p.data() + r * rw;
+          const int64_t ih = py - g.pt + g.dh * (4 * ti + r);
+          if (ih < 0 || ih >= g.h) {
+            std::fill(pr, pr + rw, T(0));
+            continue;
+          }
+          std::fill(pr, pr + lo, T(0));
+          copy_strided(pr + lo, xc + ih * g.w + (px - g.pl + g.dw * lo), g.dw, hi - lo);
+          std::fill(pr + hi, pr + rw, T(0));
         }
-        std::fill(pr, pr + lo, T(0));
-        std::copy(xc + ih * g.w + (lo - g.pl), xc + ih * g.w + (hi - g.pl), pr + lo);
-        std::fill(pr + hi, pr + wb, T(0));
-      }
-      // B^T down the columns: q[k][col], vectorised along the row
-      const T *p0 = p.data(), *p1 = p0 + wb, *p2 = p1 + wb, *p3 = p2 + wb, *p4 = p3 + wb, *p5 = p4 + wb;
-      T *q0 = q.data(), *q1 = q0 + wb, *q2 = q1 + wb, *q3 = q2 + wb, *q4 = q3 + wb, *q5 = q4 + wb;
-      for (int64_t col = 0; col < wb; ++col) {
-        q0[col] = 4 * p0[col] - 5 * p2[col] + p4[col];
-        q1[col] = -4 * p1[col] - 4 * p2[col] + p3[col] + p4[col];
-        q2[col] = 4 * p1[col] - 4 * p2[col] - p3[col] + p4[col];
-        q3[col] = -2 * p1[col] - p2[col] + 2 * p3[col] + p4[col];
-        q4[col] = 2 * p1[col] - p2[col] - 2 * p3[col] + p4[col];
-        q5[col] = 4 * p1[col] - 5 * p3[col] + p5[col];
-      }
-      // B along each tile's columns: v[(k*6 + l)][c][tile]
-      const int64_t tile0 = (nl * th + ti) * tw;
-      for (int64_t k = 0; k < 6; ++k) {
-        const T* qk = q.data() + k * wb;
-        T* vk = v + (k * 6 * g.c + c) * tiles + tile0;
-        const int64_t ls = g.c * tiles;
-        for (int64_t tj = 0; tj < tw; ++tj) {
-          const T* d = qk + 4 * tj;
-          bt6<T>(d[0], d[1], d[2], d[3], d[4], d[5], vk + tj, ls);
+        // B^T down the columns, then each result row split by column residue: q[k][res][m]
+        const T *p0 = p.data(), *p1 = p0 + rw, *p2 = p1 + rw, *p3 = p2 + rw, *p4 = p3 + rw, *p5 = p4 + rw;
+        T* const b = p.data();  // p is dead after each column is read: the B^T rows go back over it
+        for (int64_t i = 0; i < rw; i += L) {
+          const V e0 = vload(p0 + i), e1 = vload(p1 + i), e2 = vload(p2 + i), e3 = vload(p3 + i), e4 = vload(p4 + i),
+                  e5 = vload(p5 + i);
+          vstore(b + 0 * rw + i, T(4) * e0 - T(5) * e2 + e4);
+          vstore(b + 1 * rw + i, T(-4) * e1 - T(4) * e2 + e3 + e4);
+          vstore(b + 2 * rw + i, T(4) * e1 - T(4) * e2 - e3 + e4);
+          vstore(b + 3 * rw + i, T(-2) * e1 - e2 + T(2) * e3 + e4);
+          vstore(b + 4 * rw + i, T(2) * e1 - e2 - T(2) * e3 + e4);
+          vstore(b + 5 * rw + i, T(4) * e1 - T(5) * e3 + e5);
+        }
+        for (int64_t k = 0; k < 6; ++k) split4(b + k * rw, ld, q.data() + k * rw);
+        // B along each tile's columns 4tj .. 4tj + 5 = residues 0..3 at tj and 0..1 at tj + 1:
+        // v[(k*6 + l)][c][tile]
+        const int64_t ls = g.c * tiles, tile0 = ((nl * rows + row) * g.dw + px) * tw;
+        for (int64_t k = 0; k < 6; ++k) {
+          const T *d0 = q.data() + k * rw, *d1 = d0 + ld, *d2 = d1 + ld, *d3 = d2 + ld;
+          T* vk = v + (k * 6 * g.c + c) * tiles + tile0;
+          for (int64_t j = 0; j < tw; j += L) {
+            const int64_t n = std::min(L, tw - j);
+            const V e0 = vload(d0 + j), e1 = vload(d1 + j), e2 = vload(d2 + j), e3 = vload(d3 + j);
+            const V e4 = vload(d0 + j + 1), e5 = vload(d1 + j + 1);
+            store_n(vk + 0 * ls + j, T(4) * e0 - T(5) * e2 + e4, n);
+            store_n(vk + 1 * ls + j, T(-4) * e1 - T(4) * e2 + e3 + e4, n);
+            store_n(vk + 2 * ls + j, T(4) * e1 - T(4) * e2 - e3 + e4, n);
+            store_n(vk + 3 * ls + j, T(-2) * e1 - e2 + T(2) * e3 + e4, n);
+            store_n(vk + 4 * ls + j, T(2) * e1 - e2 - T(2) * e3 + e4, n);
+            store_n(vk + 5 * ls + j, T(4) * e1 - T(5) * e3 + e5, n);
+          }
         }
       }
     }
@@ -137,45 +256,56 @@ void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, in
 }
 
 template <typename T>
-void output_transform(const T* m, const T* b, T* y, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th,
-                      int64_t tw) {
-  const int64_t tiles = nimg * th * tw, ms = g.o * tiles;  // stride between the 36 points
-  at::parallel_for(0, nimg * g.o * th, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> s(24 * tw), r(4 * 4 * tw);
+void output_transform(const T* m, const T* b, T* y, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t th = wt.th, tw = wt.tw, tiles = nimg * wt.per_image, rows = g.dh * th, ld = round_to(tw, L);
+  const int64_t ms = g.o * tiles;  // stride between the 36 points
+  at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> s(24 * ld), r(4 * ld), out(4 * ld);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t ti = t % th, o = (t / th) % g.o, nl = t / (th * g.o);
-      const T* mo = m + o * tiles + (nl * th + ti) * tw;
-      // A^T down the 6 rows of m: s[a][l][tj] (a < 4, l < 6), vectorised along tj
-      for (int64_t l = 0; l < 6; ++l) {
-        const T *m0 = mo + (0 * 6 + l) * ms, *m1 = mo + (1 * 6 + l) * ms, *m2 = mo + (2 * 6 + l) * ms;
-        const T *m3 = mo + (3 * 6 + l) * ms, *m4 = mo + (4 * 6 + l) * ms, *m5 = mo + (5 * 6 + l) * ms;
-        T *s0 = s.data() + (0 * 6 + l) * tw, *s1 = s.data() + (1 * 6 + l) * tw;
-        T *s2 = s.data() + (2 * 6 + l) * tw, *s3 = s.data() + (3 * 6 + l) * tw;
-        for (int64_t tj = 0; tj < tw; ++tj) {
-          const T a12 = m1[tj] + m2[tj], d12 = m1[tj] - m2[tj], a34 = m3[tj] + m4[tj], d34 = m3[tj] - m4[tj];
-          s0[tj] = m0[tj] + a12 + a34;
-          s1[tj] = d12 + 2 * d34;
-          s2[tj] = a12 + 4 * a34;
-          s3[tj] = d12 + 8 * d34 + m5[tj];
-        }
-      }
-      // A along the 6 columns: r[a][4*tj + c]
-      const T bias = b ? b[o] : T(0);
-      for (int64_t a = 0; a < 4; ++a) {
-        const T *s0 = s.data() + (a * 6 + 0) * tw, *s1 = s0 + tw, *s2 = s1 + tw, *s3 = s2 + tw, *s4 = s3 + tw,
-                *s5 = s4 + tw;
-        T* ra = r.data() + a * 4 * tw;
-        for (int64_t tj = 0; tj < tw; ++tj) {
-          const T a12 = s1[tj] + s2[tj], d12 = s1[tj] - s2[tj], a34 = s3[tj] + s4[tj], d34 = s3[tj] - s4[tj];
-          ra[4 * tj + 0] = bias + s0[tj] + a12 + a34;
-          ra[4 * tj + 1] = bias + d12 + 2 * d34;
-          ra[4 * tj + 2] = bias + a12 + 4 * a34;
-          ra[4 * tj + 3] = bias + d12 + 8 * d34 + s5[tj];
-        }
-      }
+      const int64_t row = t % rows, py = row / th, ti = row % th, o = (t / rows) % g.o, nl = t / (rows * g.o);
       T* yo = y + ((n0 + nl) * g.o + o) * g.ho * g.wo;
-      for (int64_t a = 0; a < 4 && 4 * ti + a < g.ho; ++a)
-        std::copy(r.data() + a * 4 * tw, r.data() + a * 4 * tw + g.wo, yo + (4 * ti + a) * g.wo);
+      const V bias = splat<T>(b ? b[o] : T(0));
+      for (int64_t px = 0; px < g.dw; ++px) {
+        const T* mo = m + o * tiles + ((nl * rows + row) * g.dw + px) * tw;
+        // A^T down the 6 rows of m: s[a][l][tj] (a < 4, l < 6), vectors along tj
+        for (int64_t l = 0; l < 6; ++l)
+          for (int64_t j = 0; j < tw; j += L) {
+            const int64_t n = std::min(L, tw - j);
+            const V m0 = load_n(mo + (0 * 6 + l) * ms + j, n), m1 = load_n(mo + (1 * 6 + l) * ms + j, n),
+                    m2 = load_n(mo + (2 * 6 + l) * ms + j, n), m3 = load_n(mo + (3 * 6 + l) * ms + j, n),
+                    m4 = load_n(mo + (4 * 6 + l) * ms + j, n), m5 = load_n(mo + (5 * 6 + l) * ms + j, n);
+            const V a12 = m1 + m2, d12 = m1 - m2, a34 = m3 + m4, d34 = m3 - m4;
+            vstore(s.data() + (0 * 6 + l) * ld + j, m0 + a12 + a34);
+            vstore(s.data() + (1 * 6 + l) * ld + j, d12 + T(2) * d34);
+            vstore(s.data() + (2 * 6 + l) * ld + j, a12 + T(4) * a34);
+            vstore(s.data() + (3 * 6 + l) * ld + j, d12 + T(8) * d34 + m5);
+          }
+        // per output row a: A along the 6 columns, r[k][tj] = output column 4tj + k, merged back into column
+        // order and written to y[py + dh (4ti + a)][px + dw j] for j < cols
+        const int64_t cols = first_at_least(g.wo - px, g.dw, 4 * tw);
+        for (int64_t a = 0; a < 4; ++a) {
+          const int64_t oh = py + g.dh * (4 * ti + a);
+          if (oh >= g.ho) break;
+          const T* sa = s.data() + a * 6 * ld;
+          for (int64_t j = 0; j < ld; j += L) {
+            const V s0 = vload(sa + j), s1 = vload(sa + ld + j), s2 = vload(sa + 2 * ld + j),
+                    s3 = vload(sa + 3 * ld + j), s4 = vload(sa + 4 * ld + j), s5 = vload(sa + 5 * ld + j);
+            const V a12 = s1 + s2, d12 = s1 - s2, a34 = s3 + s4, d34 = s3 - s4;
+            vstore(r.data() + j, bias + s0 + a12 + a34);
+            vstore(r.data() + ld + j, bias + d12 + T(2) * d34);
+            vstore(r.data() + 2 * ld + j, bias + a12 + T(4) * a34);
+            vstore(r.data() + 3 * ld + j, bias + d12 + T(8) * d34 + s5);
+          }
+          merge4(r.data(), ld, out.data());
+          T* yr = yo + oh * g.wo + px;
+          if (g.dw == 1)
+            copy_run(yr, out.data(), cols);
+          else
+            for (int64_t j = 0; j < cols; ++j) yr[g.dw * j] = out[j];
+        }
+      }
     }
   });
 }
@@ -186,15 +316,15 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   const auto opts = x.options();
   T* const up = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // U (36, G, Og, Cg)
   weight_transform<T>(w.const_data_ptr<T>(), g.o * g.cg, up);
-  const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
-  const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
+  const WinoTiles wt = wino_tiles(g);
+  const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
   const int64_t batches = 36 * g.groups;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* m = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
-    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
+    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, wt, v);
     const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
     at::Tensor mt = at::from_blob(m, {batches, g.og, tiles}, opts);
     const at::Tensor ut = at::from_blob(up, {batches, g.og, g.cg}, opts);
@@ -204,8 +334,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
         at::mm_out(out, ut[i], vt[i]);
       }
     });
-    output_transform<T>(m, b.defined() ? b.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), g, n0, nimg,
-                        th, tw);
+    output_transform<T>(m, b.defined() ? b.const_data_ptr<T>() : nullptr, y.mutable_data_ptr<T>(), g, n0, nimg, wt);
   }
 }
 
@@ -214,47 +343,58 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 // the output's edge), and grad_weight = G^T dL/dU G. Z: a task owns one image, output channel and row of
 // tiles (A down the 4 rows, vectorised along the row, then A along each tile's 4 columns).
 template <typename T>
-void grad_output_transform(const T* gy, const ConvGeom& g, int64_t n0, int64_t nimg, int64_t th, int64_t tw, T* z) {
-  const int64_t tiles = nimg * th * tw, wb = 4 * tw;
-  at::parallel_for(0, nimg * g.o * th, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> d(4 * wb), r(6 * wb);
+void grad_output_transform(const T* gy, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* z) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t th = wt.th, tw = wt.tw, tiles = nimg * wt.per_image, rows = g.dh * th;
+  const int64_t ld = round_to(tw, L), rw = 4 * ld;
+  at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> d(4 * rw), r(6 * rw), q(6 * rw);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t ti = t % th, o = (t / th) % g.o, nl = t / (th * g.o);
+      const int64_t row = t % rows, py = row / th, ti = row % th, o = (t / rows) % g.o, nl = t / (rows * g.o);
       const T* go = gy + ((n0 + nl) * g.o + o) * g.ho * g.wo;
-      for (int64_t a = 0; a < 4; ++a) {
-        T* da = d.data() + a * wb;
-        const int64_t oh = 4 * ti + a;
-        if (oh >= g.ho) {
-          std::fill(da, da + wb, T(0));
-          continue;
+      for (int64_t px = 0; px < g.dw; ++px) {
+        // d[a][j] = dY[py + dh (4ti + a)][px + dw j], zero past the output's edge
+        const int64_t cols = first_at_least(g.wo - px, g.dw, 4 * tw);
+        for (int64_t a = 0; a < 4; ++a) {
+          T* da = d.data() + a * rw;
+          const int64_t oh = py + g.dh * (4 * ti + a);
+          if (oh >= g.ho) {
+            std::fill(da, da + rw, T(0));
+            continue;
+          }
+          copy_strided(da, go + oh * g.wo + px, g.dw, cols);
+          std::fill(da + cols, da + rw, T(0));
         }
-        std::copy(go + oh * g.wo, go + (oh + 1) * g.wo, da);
-        std::fill(da + g.wo, da + wb, T(0));
-      }
-      const T *d0 = d.data(), *d1 = d0 + wb, *d2 = d1 + wb, *d3 = d2 + wb;
-      T *r0 = r.data(), *r1 = r0 + wb, *r2 = r1 + wb, *r3 = r2 + wb, *r4 = r3 + wb, *r5 = r4 + wb;
-      for (int64_t col = 0; col < wb; ++col) {  // A (6 x 4) down the rows
-        const T a02 = d0[col] + d2[col], a13 = d1[col] + d3[col];
-        r0[col] = d0[col];
-        r1[col] = a02 + a13;
-        r2[col] = a02 - a13;
-        r3[col] = d0[col] + 2 * d1[col] + 4 * d2[col] + 8 * d3[col];
-        r4[col] = d0[col] - 2 * d1[col] + 4 * d2[col] - 8 * d3[col];
-        r5[col] = d3[col];
-      }
-      const int64_t tile0 = (nl * th + ti) * tw, ls = g.o * tiles;
-      for (int64_t k = 0; k < 6; ++k) {  // A along each tile's 4 columns: z[(k*6 + l)][o][tile]
-        const T* rk = r.data() + k * wb;
-        T* zk = z + (k * 6 * g.o + o) * tiles + tile0;
-        for (int64_t tj = 0; tj < tw; ++tj) {
-          const T* q = rk + 4 * tj;
-          const T a02 = q[0] + q[2], a13 = q[1] + q[3];
-          zk[0 * ls + tj] = q[0];
-          zk[1 * ls + tj] = a02 + a13;
-          zk[2 * ls + tj] = a02 - a13;
-          zk[3 * ls + tj] = q[0] + 2 * q[1] + 4 * q[2] + 8 * q[3];
-          zk[4 * ls + tj] = q[0] - 2 * q[1] + 4 * q[2] - 8 * q[3];
-          zk[5 * ls + tj] = q[3];
+        // A (6 x 4) down the rows, then each result row split by column residue: q[k][res][tj]
+        const T *d0 = d.data(), *d1 = d0 + rw, *d2 = d1 + rw, *d3 = d2 + rw;
+        for (int64_t i = 0; i < rw; i += L) {
+          const V e0 = vload(d0 + i), e1 = vload(d1 + i), e2 = vload(d2 + i), e3 = vload(d3 + i);
+          const V a02 = e0 + e2, a13 = e1 + e3;
+          vstore(r.data() + 0 * rw + i, e0);
+          vstore(r.data() + 1 * rw + i, a02 + a13);
+          vstore(r.data() + 2 * rw + i, a02 - a13);
+          vstore(r.data() + 3 * rw + i, e0 + T(2) * e1 + T(4) * e2 + T(8) * e3);
+          vstore(r.data() + 4 * rw + i, e0 - T(2) * e1 + T(4) * e2 - T(8) * e3);
+          vstore(r.data() + 5 * rw + i, e3);
+        }
+        for (int64_t k = 0; k < 6; ++k) split4(r.data() + k * rw, ld, q.data() + k * rw);
+        // A along each tile's 4 columns (residues 0..3 at tj): z[(k*6 + l)][o][tile]
+        const int64_t tile0 = ((nl * rows + row) * g.dw + px) * tw, ls = g.o * tiles;
+        for (int64_t k = 0; k < 6; ++k) {
+          const T *q0 = q.data() + k * rw, *q1 = q0 + ld, *q2 = q1 + ld, *q3 = q2 + ld;
+          T* zk = z + (k * 6 * g.o + o) * tiles + tile0;
+          for (int64_t j = 0; j < tw; j += L) {
+            const int64_t n = std::min(L, tw - j);
+            const V e0 = vload(q0 + j), e1 = vload(q1 + j), e2 = vload(q2 + j), e3 = vload(q3 + j);
+            const V a02 = e0 + e2, a13 = e1 + e3;
+            store_n(zk + 0 * ls + j, e0, n);
+            store_n(zk + 1 * ls + j, a02 + a13, n);
+            store_n(zk + 2 * ls + j, a02 - a13, n);
+            store_n(zk + 3 * ls + j, e0 + T(2) * e1 + T(4) * e2 + T(8) * e3, n);
+            store_n(zk + 4 * ls + j, e0 - T(2) * e1 + T(4) * e2 - T(8) * e3, n);
+            store_n(zk + 5 * ls + j, e3, n);
+          }
         }
       }
     }
@@ -301,8 +441,8 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
     return;
   }
   const auto opts = x.options();
-  const int64_t th = (g.ho + 3) / 4, tw = (g.wo + 3) / 4, per_image = th * tw;
-  const int64_t img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
+  const WinoTiles wt = wino_tiles(g);
+  const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
   const int64_t batches = 36 * g.groups;
   T* const dup = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // dL/dU (36, G, Og, Cg)
@@ -311,8 +451,8 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* z = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
-    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, th, tw, v);
-    grad_output_transform<T>(gy.const_data_ptr<T>(), g, n0, nimg, th, tw, z);
+    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, wt, v);
+    grad_output_transform<T>(gy.const_data_ptr<T>(), g, n0, nimg, wt, z);
     const at::Tensor vt = at::from_blob(v, {batches, g.cg, tiles}, opts);
     const at::Tensor zt = at::from_blob(z, {batches, g.og, tiles}, opts);
     const bool first = n0 == 0;
@@ -331,9 +471,9 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
 
 }  // namespace
 
-bool winograd_applies(const ConvGeom& g) {
-  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
-}
+bool winograd_applies(const ConvGeom& g) { return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1; }
+
+int64_t winograd_tiles_per_image(const ConvGeom& g) { return wino_tiles(g).per_image; }
 
 // With 16 channels per group (X2: 64 channels, groups 4, N=8) the direct kernels beat Winograd in every
 // direction (forward 6.0 vs 9.5 ms, grad_input 6.4 vs 10.4, grad_weight 7.7 vs 12.0): its 36 products are
@@ -354,7 +494,7 @@ int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_imag
 
 bool winograd_preferred(const ConvGeom& g) {
   if (!winograd_applies(g) || g.cg < kWinogradMinChannels || g.og < kWinogradMinChannels) return false;
-  const int64_t tiles = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
+  const int64_t tiles = g.n * winograd_tiles_per_image(g);
   return tiles >= 32 && tiles * 8192 >= g.og * g.cg;
 }
 
@@ -363,7 +503,7 @@ bool winograd_preferred(const ConvGeom& g) {
 // product has the tiles as the reduction, so it pays off with fewer tiles than the forward.
 bool winograd_preferred_grad_weight(const ConvGeom& g) {
   if (!winograd_applies(g) || g.cg < kWinogradMinChannels || g.og < kWinogradMinChannels) return false;
-  const int64_t tiles = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
+  const int64_t tiles = g.n * winograd_tiles_per_image(g);
   return tiles >= 16 && tiles * 16384 >= g.og * g.cg;
 }
 
@@ -375,7 +515,7 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {
   ConvGeom t = g;
   t.c = g.o; t.h = g.ho; t.w = g.wo; t.o = g.c; t.cg = g.og; t.og = g.cg;
-  t.pt = 2 - g.pt; t.pb = 2 - g.pb; t.pl = 2 - g.pl; t.pr = 2 - g.pr;
+  t.pt = 2 * g.dh - g.pt; t.pb = 2 * g.dh - g.pb; t.pl = 2 * g.dw - g.pl; t.pr = 2 * g.dw - g.pr;
   t.ho = g.h; t.wo = g.w;
   // W'[grp][c][o][i][j] = W[grp][o][c][2-i][2-j]
   const at::Tensor wt = w.view({g.groups, g.og, g.cg, 3, 3}).flip({3, 4}).transpose(1, 2).reshape({g.c, g.og, 3, 3}).contiguous();

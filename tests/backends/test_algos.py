@@ -3,7 +3,7 @@ gradients (gradcheck, gradgradcheck, against torch), opcheck, torch.compile, thr
 equal to the path it chooses, the errors of the Python and op-level checks, the eager entry point, and
 edge cases (empty batch, half types, layouts, groups, no bias).
 
-What applies where on CPU: "direct" needs column stride 1; "winograd" needs 3x3, stride 1, dilation 1;
+What applies where on CPU: "direct" needs column stride 1; "winograd" needs 3x3 and stride 1;
 "auto", "implicit_gemm" and "im2col" take any shape.
 """
 import functools
@@ -38,7 +38,7 @@ def applies(algo, k, stride, dilation=1):
     if algo == "direct":
         return stride[1] == 1
     if algo == "winograd":
-        return k == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+        return k == (3, 3) and stride == (1, 1)
     return True
 
 
@@ -71,6 +71,11 @@ EXTRA_CASES = [
     ConvCase("dw_mult2_5x2", c=2, h=9, w=11, o=4, k=(5, 2), groups=2, padding=(2, 1, 1, 0), dilation=(1, 2)),
     ConvCase("dw_5x2_dil", c=2, h=9, w=11, o=2, k=(5, 2), groups=2, padding=(2, 1, 1, 0), dilation=(1, 2)),
     ConvCase("dw_s21_dil", c=4, h=12, w=19, o=4, k=(3, 4), groups=4, stride=(2, 1), padding=2, dilation=(2, 1)),
+    # dilated 3x3 (Winograd: one tiling per dilation phase): phases of unequal size, padding past one phase's
+    # reach, a row of tiles wider than one vector (float and double), dilation 3 in one direction only
+    ConvCase("dil2_odd", c=3, h=11, w=9, o=4, dilation=2, padding=(2, 1, 0, 3)),
+    ConvCase("dil_31_wide", n=1, c=2, h=13, w=140, o=3, dilation=(3, 1), padding=(3, 2, 1, 1)),
+    ConvCase("dil_12_pad4", n=1, c=4, h=7, w=10, o=2, dilation=(1, 2), padding=4),
 ]
 ALL_CASES = CONV_CASES + EXTRA_CASES
 ZERO_PAD_CASES = [c for c in ALL_CASES if c.padding_mode == "zeros"]
@@ -539,9 +544,12 @@ def test_images_blas_forward(dtype, n, c, o, h, groups, bias):
 
 
 # --------------------------------------------------------------------------- 6. "auto" equals its chosen path
-def winograd_rule(n, cg, og, ho, wo):
-    """auto's Winograd rule for the forward (csrc/cpu/winograd.cpp winograd_preferred; 3x3, stride 1, dilation 1)."""
-    tiles = n * -(-ho // 4) * -(-wo // 4)
+def winograd_rule(n, cg, og, ho, wo, dilation=1):
+    """auto's Winograd rule for the forward (csrc/cpu/winograd.cpp winograd_preferred; 3x3, stride 1): 4x4
+    tiles over each of the dilation's dilation**2 phases."""
+    def cdiv(a, b):
+        return -(-a // b)
+    tiles = n * dilation ** 2 * cdiv(cdiv(ho, dilation), 4) * cdiv(cdiv(wo, dilation), 4)
     return cg >= 32 and og >= 32 and tiles >= 32 and tiles * 8192 >= og * cg
 
 
@@ -574,6 +582,17 @@ def test_auto_forward_equals_its_chosen_algorithm(shape):
     assert not torch.equal(ys[expected], ys[other])
     with torch.no_grad():  # the public API and the eager entry point choose the same
         assert torch.equal(convkit.corr2d(x, wt, b, 1, p, 1, groups, backend="compiled"), ys[expected])
+
+
+def test_auto_takes_winograd_on_a_dilated_dense_layer():
+    # X3's kind (dense 3x3, dilation 2): auto's forward is the phase-split Winograd (bitwise), not the rows
+    # kernel, and it meets the float32 accuracy target
+    x = rand(2, 32, 16, 16, seed=61, dtype=torch.float32)
+    wt = rand(32, 32, 3, 3, seed=62, dtype=torch.float32)
+    assert winograd_rule(2, 32, 32, 16, 16, dilation=2)
+    ys = {a: ops.corr2d(x, wt, None, [1, 1], [2, 2, 2, 2], [2, 2], 1, a) for a in ("auto", "winograd", "direct")}
+    assert torch.equal(ys["auto"], ys["winograd"]) and not torch.equal(ys["auto"], ys["direct"])
+    assert_rel_close(ys["auto"], F.conv2d(x.double(), wt.double(), None, 1, 2, 2))
 
 
 @pytest.mark.parametrize("shape", [
@@ -637,12 +656,10 @@ W5 = torch.randn(2, 4, 5, 5)
      r"algo='direct'.*column stride of 1.*\(1, 2\)"),
     (lambda: convkit.corr2d(X, W, stride=2, algo="direct"), r"algo='direct'.*column stride of 1"),
     (lambda: convkit.corr2d(X, W5, backend="compiled", algo="winograd"),
-     r"algo='winograd'.*3x3 kernel, stride 1 and dilation 1.*\(5, 5\)"),
+     r"algo='winograd'.*3x3 kernel and stride 1.*\(5, 5\)"),
     (lambda: convkit.corr2d(X, torch.randn(2, 4, 3, 1), algo="winograd"), r"algo='winograd'.*\(3, 1\)"),
     (lambda: convkit.corr2d(X, W, stride=(2, 1), backend="compiled", algo="winograd"),
      r"algo='winograd'.*stride \(2, 1\)"),
-    (lambda: convkit.corr2d(X, W, dilation=2, backend="compiled", algo="winograd"),
-     r"algo='winograd'.*dilation \(2, 2\)"),
     (lambda: convkit.corr2d(X.clone().requires_grad_(), W5, backend="compiled", algo="winograd"), "algo='winograd'"),
     (lambda: convkit.corr2d(X, W5, padding=(1, 0), padding_mode="reflect", backend="compiled", algo="winograd"),
      "algo='winograd'"),
@@ -699,7 +716,6 @@ def _op_call(algo, stride=(1, 1), k=3, dilation=(1, 1), backward=False):
     (dict(algo="direct", stride=(1, 2)), r"algo='direct'.*column stride of 1, got stride \(1, 2\)"),
     (dict(algo="winograd", k=5), r"algo='winograd'.*needs a 3x3 kernel.*got kernel \(5, 5\)"),
     (dict(algo="winograd", stride=(1, 2)), r"algo='winograd'.*stride \(1, 2\)"),
-    (dict(algo="winograd", dilation=(2, 1)), r"algo='winograd'.*dilation \(2, 1\)"),
 ])
 def test_op_level_algo_checks(kw, match, backward):
     with pytest.raises(RuntimeError, match=match):
@@ -736,6 +752,7 @@ def test_corr2d_eager_refuses_bad_algo():
         pass
 
     assert ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "winograd") is not NotImplemented
+    assert ck.corr2d_eager(x, w, None, 1, 1, 2, 1, "winograd") is not NotImplemented  # any dilation
     refused = [
         lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, 1),
         lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, None),
@@ -746,7 +763,6 @@ def test_corr2d_eager_refuses_bad_algo():
         lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "\udcff"),  # not encodable as UTF-8
         lambda: ck.corr2d_eager(x, w, None, (1, 2), 1, 1, 1, "direct"),
         lambda: ck.corr2d_eager(x, w, None, 2, 1, 1, 1, "winograd"),
-        lambda: ck.corr2d_eager(x, w, None, 1, 1, 2, 1, "winograd"),
         lambda: ck.corr2d_eager(x, torch.randn(4, 3, 5, 5), None, 1, 1, 1, 1, "winograd"),
         lambda: ck.corr2d_eager(x, w, None, 1, 1, 1, 1, "direct", "extra"),
     ]
