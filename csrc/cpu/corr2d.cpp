@@ -1982,12 +1982,6 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   const Plan p = make_plan(g, parse_algo(algo));
   const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
   const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
-  const auto wino = [&](int64_t c, int64_t o, int64_t ho, int64_t wo) {  // U + V + M of one image chunk
-    const int64_t tiles = g.dh * g.dw * (((ho + g.dh - 1) / g.dh + 3) / 4) * (((wo + g.dw - 1) / g.dw + 3) / 4);
-    const int64_t per_image = 36 * (c + o) * tiles * itemsize;
-    const int64_t n = winograd_images_per_chunk(g.n, per_image, tiles);
-    return 36 * g.o * g.cg * itemsize + n * per_image;
-  };
   std::vector<std::pair<std::string, int64_t>> out;
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
@@ -2012,7 +2006,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
-    case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3) + BLAS", wino(g.c, g.o, g.ho, g.wo)); break;
+    case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3) + BLAS", winograd_workspace_bytes(g, itemsize, true)); break;
   }
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
@@ -2024,7 +2018,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
-    case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + wino(g.o, g.c, g.h, g.w)); break;
+    case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(winograd_grad_input_geometry(g), itemsize, true)); break;
   }
   switch (p.gw) {
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
@@ -2046,7 +2040,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       }
       break;
     case GradWeight::Im2col: out.emplace_back("BLAS dY cols^T over im2col", cols); break;
-    case GradWeight::Winograd: out.emplace_back("Winograd: G^T (sum of (A dY A^T) . (B^T x B)) G", wino(g.c, g.o, g.ho, g.wo)); break;
+    case GradWeight::Winograd: out.emplace_back("Winograd: G^T (sum of (A dY A^T) . (B^T x B)) G", winograd_workspace_bytes(g, itemsize, false)); break;
   }
   return out;
 }

@@ -46,7 +46,12 @@ int64_t winograd_tiles_per_image(const ConvGeom& g);  // 4x4 tiles per image, ov
 int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
-// grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights.
+// grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights in this
+// geometry (dY as the input).
+ConvGeom winograd_grad_input_geometry(const ConvGeom& g);
+// Workspace of one call in bytes: the transformed weights and V, M (Z) of the images in flight (forward: one
+// per thread or one chunk; grad_weight: one chunk).
+int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward);
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g);
 // grad_weight of a 3x3 stride-1 layer: G^T (sum over tiles of (A dY A^T) . (B^T x B)) G. gw preallocated.
 void winograd_grad_weight_cpu(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g);

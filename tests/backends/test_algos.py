@@ -414,6 +414,7 @@ def test_torch_compile_inductor_every_algo_in_one_model():
 # (N, C, O, H, W, k, stride, padding, groups): big enough that every kernel splits its work between threads.
 THREAD_SHAPES = [
     (3, 24, 32, 23, 19, 3, 1, 1, 1),          # Winograd's chosen range; > 16 channels: tiled kernels
+    (8, 32, 40, 13, 21, 3, 1, 1, 1),          # >= 8 images: Winograd one image per work item (not chunked)
     (2, 8, 12, 21, 22, 3, 1, (0, 2, 1, 0), 2),  # few channels: rows and lanes kernels
     (2, 16, 20, 17, 18, 3, (2, 1), 1, 1),
     (2, 8, 16, 15, 16, 3, 2, (1, 0, 2, 1), 2),
