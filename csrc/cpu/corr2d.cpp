@@ -2,13 +2,14 @@
 // (no atomics, no shared accumulators) and reduces each element in an order that does not depend on how the
 // work is split, so results are bitwise identical for any torch.set_num_threads. make_plan (below) is the one
 // place that chooses the algorithm of each direction; with algo="auto":
-//   forward      3x3 stride 1, >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1 tile per 8192
-//                kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
+//   forward      3x3 stride 1 (any dilation), >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1
+//                tile per 8192 kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
 //                1x1 stride 1 (no padding) on planes >= 28x28 with <= 128 input channels per group or < 4
 //                images x groups: the pointwise kernel, x read in place (forward_pointwise_rows);
 //                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows
 //                (forward_rows; for such 1x1 layers the pointwise kernel too), or with one input channel per
-//                group (depthwise) forward_depthwise;
+//                group (depthwise) forward_depthwise, or beyond 16 output channels per group and 4 M
+//                multiply-adds (not 1x1) output channels as vector lanes (direct_oc.cpp);
 //                other 1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
 //                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
@@ -37,7 +38,7 @@
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
-// MiB). Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
+// MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
 // (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
 // packed in blocks of 6 rows, and one tail tile per thread; its grad_weight, 24 vector accumulators per 6x4
@@ -513,6 +514,19 @@ bool is_pointwise(const ConvGeom& g) {
 }
 
 constexpr int64_t kRowsForwardChannels = 32;
+// Where the output-channels-as-lanes kernel (direct_oc.cpp) replaces the rows kernel: more than kFewChannels
+// output channels per group (not 1x1, column stride 1); "auto" also wants at least kOcLanesMinMacs
+// multiply-adds, below which its weight packing costs more than it saves. 2 threads, ms, rows -> this
+// kernel (same process): G1 N=1 2.10 -> 1.54, N=8 15.9 -> 7.9 (torch 7.7); 64->64 5x5 @28 N=1 1.11 -> 1.09,
+// N=8 8.86 -> 6.63; 64->64 7x7 @28 N=8 19.6 -> 14.1; 128->48 3x3 @28 N=1 0.54 -> 0.50, N=8 2.92 -> 2.80;
+// 32->32 3x3 @56 N=1 0.42 -> 0.39, N=8 2.33 -> 2.21; X4 N=8 0.28 -> 0.23 but N=1 (1.8 M MACs) 0.032 -> 0.042.
+constexpr int64_t kOcLanesMinMacs = int64_t(4) << 20;
+
+inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {
+  if (!oc_lanes_applies(g) || g.og <= kFewChannels) return false;
+  return forced || g.n * g.o * g.cg * g.kh * g.kw * g.ho * g.wo >= kOcLanesMinMacs;
+}
+
 inline bool rows_applies(const ConvGeom& g) {
   return g.sw == 1 && (g.og <= kRowsForwardChannels || (g.og <= kFlatChannels && g.kh * g.kw > 1));
 }
@@ -1812,7 +1826,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
@@ -1843,6 +1857,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   p.fwd = wino_fwd                          ? Fwd::Winograd
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
+          : direct && oc_lanes_preferred(g, algo == Algo::Direct) ? Fwd::OcLanes
           : direct                          ? Fwd::Rows
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
           : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
@@ -1902,6 +1917,8 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     if (plan.fwd == Fwd::Winograd) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       winograd_forward_cpu(x, w, b, g, y);
+    } else if (plan.fwd == Fwd::OcLanes) {
+      oc_lanes_forward_cpu(x, w, b, g, y);
     } else if (plan.fwd == Fwd::Pointwise) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       pointwise_forward(x, w, b, y, g);
@@ -1985,6 +2002,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   std::vector<std::pair<std::string, int64_t>> out;
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
+    case Fwd::OcLanes:
+      out.emplace_back("direct, output channels as vector lanes (direct_oc.cpp)", oc_lanes_workspace(g, itemsize));
+      break;
     case Fwd::Depthwise: out.emplace_back("direct depthwise rows (forward_depthwise)", tiles); break;
     case Fwd::PointwiseRows:
       out.emplace_back("1x1 direct: W X reading x in place (forward_pointwise_rows)", pointwise_workspace(g, false, itemsize));

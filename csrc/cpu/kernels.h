@@ -35,6 +35,14 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                                at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
                                bool count_include_pad, c10::optional<int64_t> divisor_override);
 
+// Direct convolution with output channels as vector lanes (direct_oc.cpp): column stride 1, not 1x1; x, w
+// (and b if defined) contiguous in the compute dtype, y preallocated. Workspace: packed weights and slabs.
+struct ConvGeom;
+bool oc_lanes_applies(const ConvGeom& g);
+void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                          at::Tensor& y);
+int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
+
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).
 struct ConvGeom;

@@ -585,6 +585,22 @@ def test_auto_forward_equals_its_chosen_algorithm(shape):
         assert torch.equal(convkit.corr2d(x, wt, b, 1, p, 1, groups, backend="compiled"), ys[expected])
 
 
+def test_auto_takes_channel_lanes_on_a_g1_like_layer():
+    # beyond 16 output channels per group, 5x5 (G1's kind, >= 4 M multiply-adds): auto's forward is the
+    # output-channels-as-lanes kernel (direct_oc.cpp), which forced "direct" also takes; bitwise equal, and
+    # within the float32 accuracy target, with 40 channels (a partial second vector block) and groups
+    x = rand(2, 48, 20, 23, seed=71, dtype=torch.float32)
+    for o, groups in ((40, 1), (36, 2)):
+        wt = rand(o, 48 // groups, 5, 5, seed=72, dtype=torch.float32)
+        b = rand(o, seed=73, dtype=torch.float32)
+        assert 2 * o * (48 // groups) * 25 * 20 * 23 >= 4 << 20
+        # (forward_tiled sums in the same order, so only explain, below, tells the paths apart)
+        ys = {a: ops.corr2d(x, wt, b, [1, 1], [2, 2, 2, 2], [1, 1], groups, a) for a in ("auto", "direct")}
+        assert torch.equal(ys["auto"], ys["direct"])
+        assert_rel_close(ys["auto"], F.conv2d(x.double(), wt.double(), b.double(), 1, 2, 1, groups))
+        assert "vector lanes" in str(convkit.explain(x.shape, wt.shape, padding=2, groups=groups))
+
+
 def test_auto_takes_winograd_on_a_dilated_dense_layer():
     # X3's kind (dense 3x3, dilation 2): auto's forward is the phase-split Winograd (bitwise), not the rows
     # kernel, and it meets the float32 accuracy target

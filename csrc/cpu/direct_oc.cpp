@@ -1,0 +1,165 @@
+// Direct convolution with output channels as vector lanes (Georganas et al. 2018's register tile, on NCHW
+// input): for layers with a few dozen output channels per group and a large reduction (G1: 192 -> 32, 5x5),
+// where the rows kernel (output positions as lanes) broadcasts OB weights per tap from a weight block that
+// does not stay in L1, and BLAS has too few output channels to amortise packing.
+//   layout    x (N, C, H, W) as is; the weights packed per block of OBV vectors of output channels,
+//             wp[group][block][c][i][j][OBV * L] (zero past the group's channels), one copy per call.
+//   task      one image, group and block of output rows: it copies the input rows they read into a
+//             zero-padded slab (slab[c][r][col], col = iw + pl, wide enough for whole tiles), then for each
+//             output row, tile of NP output columns and block of channels runs the register tile below.
+//   tile      OBV x NP accumulators (OBV vectors of output channels x NP output columns: 2 x 14 up to two
+//             vectors of channels, else 4 x 6; 28 or 24 of the 32 zmm registers), initialised with the bias. Per tap (c, i, j) ascending:
+//             OBV vector loads of packed weights, NP broadcasts of input values from the slab row, and
+//             OBV * NP FMAs. The whole reduction stays in registers; the tile is transposed into y's
+//             columns once at the end (columns past Wo, computed on the slab's zero tail, are dropped).
+// Column stride 1 (the broadcasts' offsets are constants); any row stride, dilation, padding and groups. Used
+// beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred).
+// Summation order per output: bias, then (c, i, j) ascending, whatever the split: results do not depend on
+// the thread count. Workspace: the packed weights and one slab per task (about kSlabBytes).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common.h"
+#include "kernels.h"
+#include "simd.h"
+
+namespace convkit {
+namespace {
+
+constexpr int64_t kSlabBytes = 256 * 1024;
+
+// OBV vectors of output channels per block and NP output columns per tile (OBV * NP accumulators).
+template <typename T>
+struct OcTile {
+  int64_t obv, np;
+};
+template <typename T>
+OcTile<T> oc_tile(const ConvGeom& g) {
+  const int64_t nvec = (g.og + Simd<T>::L - 1) / Simd<T>::L;
+  return nvec >= 3 ? OcTile<T>{4, 6} : OcTile<T>{2, 14};  // (callers have > 16 channels: >= 2 fp32 vectors)
+}
+
+// acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * sj + p], then
+// out[(v * L + lane) * NP + p] = acc[v][p][lane].
+template <typename T, int OBV, int NP>
+void oc_tile_run(const T* s, int64_t sc, int64_t si, int64_t sj, int64_t cg, int64_t kh, int64_t kw, const T* wp,
+                 const T* bias, T* out) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V acc[OBV][NP];
+  for (int v = 0; v < OBV; ++v) {
+    const V bv = vload(bias + v * L);
+    for (int p = 0; p < NP; ++p) acc[v][p] = bv;
+  }
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t i = 0; i < kh; ++i) {
+      const T* row = s + c * sc + i * si;
+      for (int64_t j = 0; j < kw; ++j, wp += OBV * L) {
+        const T* q = row + j * sj;
+        V wv[OBV];
+        for (int v = 0; v < OBV; ++v) wv[v] = vload(wp + v * L);
+        for (int p = 0; p < NP; ++p) {
+          const V xb = splat<T>(q[p]);
+          for (int v = 0; v < OBV; ++v) acc[v][p] += wv[v] * xb;
+        }
+      }
+    }
+  for (int v = 0; v < OBV; ++v)
+    for (int p = 0; p < NP; ++p)
+      for (int64_t l = 0; l < L; ++l) out[(v * L + l) * NP + p] = acc[v][p][l];
+}
+
+template <typename T, int OBV, int NP>
+void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  constexpr int64_t L = Simd<T>::L, CB = OBV * L;  // channels per block
+  const int64_t khw = g.kh * g.kw, blocks = (g.og + CB - 1) / CB;
+  // packed weights and bias, zero past each group's channels
+  std::vector<T> wp(g.groups * blocks * g.cg * khw * CB, T(0)), bp(g.groups * blocks * CB, T(0));
+  at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gb = begin; gb < end; ++gb) {
+      const int64_t grp = gb / blocks, o0 = gb % blocks * CB, no = std::min(CB, g.og - o0);
+      T* dst = wp.data() + gb * g.cg * khw * CB;
+      for (int64_t o = 0; o < no; ++o) {
+        const T* src = w + (grp * g.og + o0 + o) * g.cg * khw;
+        for (int64_t k = 0; k < g.cg * khw; ++k) dst[k * CB + o] = src[k];
+        if (b) bp[gb * CB + o] = b[grp * g.og + o0 + o];
+      }
+    }
+  });
+  const int64_t tiles = (g.wo + NP - 1) / NP;
+  const int64_t ld = std::max(g.w + g.pl + g.pr, (tiles * NP - 1) + (g.kw - 1) * g.dw + 1);  // slab row
+  const int64_t span = (g.kh - 1) * g.dh + 1;
+  const int64_t row_bytes = g.cg * ld * (int64_t)sizeof(T);
+  // output rows per task: the slab within about kSlabBytes, and enough tasks for the threads (each output is
+  // computed whole within one task, so the split does not change any result)
+  int64_t rb = std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1);
+  const int64_t want = 4 * at::get_num_threads();
+  rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
+  const int64_t rblocks = (g.ho + rb - 1) / rb, plane = g.ho * g.wo;
+  at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slab, out(CB * NP);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t oh0 = t % rblocks * rb, oh1 = std::min(g.ho, oh0 + rb);
+      const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
+      const int64_t rows = (oh1 - oh0 - 1) * g.sh + span, ih0 = oh0 * g.sh - g.pt, c_ld = rows * ld;
+      const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+      slab.assign(g.cg * c_ld, T(0));
+      for (int64_t c = 0; c < g.cg; ++c)
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t ih = ih0 + r;
+          if (ih >= 0 && ih < g.h)
+            std::copy(xg + (c * g.h + ih) * g.w, xg + (c * g.h + ih + 1) * g.w, slab.data() + c * c_ld + r * ld + g.pl);
+        }
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t o0 = blk * CB, no = std::min(CB, g.og - o0);
+        const T* wb = wp.data() + (grp * blocks + blk) * g.cg * khw * CB;
+        const T* bb = bp.data() + (grp * blocks + blk) * CB;
+        T* yb = y + (n * g.o + grp * g.og + o0) * plane;
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          for (int64_t ow0 = 0; ow0 < g.wo; ow0 += NP) {
+            oc_tile_run<T, OBV, NP>(slab.data() + (oh - oh0) * g.sh * ld + ow0, c_ld, g.dh * ld, g.dw, g.cg, g.kh,
+                                    g.kw, wb, bb, out.data());
+            const int64_t cnt = std::min<int64_t>(NP, g.wo - ow0);
+            for (int64_t o = 0; o < no; ++o)
+              std::copy(out.data() + o * NP, out.data() + o * NP + cnt, yb + o * plane + oh * g.wo + ow0);
+          }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool oc_lanes_applies(const ConvGeom& g) { return g.sw == 1 && g.kh * g.kw > 1; }
+
+// The packed weights (whole blocks) and, per thread, one slab of a task's input rows (at least one row block).
+int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
+  const int64_t L = 64 / itemsize, nvec = (g.og + L - 1) / L, obv = nvec >= 3 ? 4 : 2, np = obv == 4 ? 6 : 14;
+  const int64_t cb = obv * L, blocks = (g.og + cb - 1) / cb;
+  const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
+  const int64_t row_bytes = g.cg * ld * itemsize, span = (g.kh - 1) * g.dh + 1;
+  const int64_t rb = std::min(g.ho, std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1));
+  const int64_t slab = g.cg * ((rb - 1) * g.sh + span) * ld * itemsize;
+  return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
+}
+
+void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                          at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_oc_lanes_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const OcTile<scalar_t> t = oc_tile<scalar_t>(g);
+    if (t.obv == 4)
+      forward_oc<scalar_t, 4, 6>(xp, wp, bp, yp, g);
+    else
+      forward_oc<scalar_t, 2, 14>(xp, wp, bp, yp, g);
+  });
+}
+
+}  // namespace convkit
