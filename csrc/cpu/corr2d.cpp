@@ -757,7 +757,7 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   const int64_t copies = flat ? g.kw : 1;
   const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
   // output rows per task: the slab within about kColBytes, and enough tasks for the threads
-  const int64_t row_bytes = copies * g.cg * row_ld * (int64_t)sizeof(T);
+  const int64_t row_bytes = std::max<int64_t>(1, copies * g.cg * row_ld * (int64_t)sizeof(T));  // (no channels: 0)
   int64_t rb = std::max<int64_t>(1, (kColBytes / row_bytes - span) / g.sh + 1);
   const int64_t want = 4 * at::get_num_threads();
   rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));

@@ -15,7 +15,8 @@
 // Column stride 1 (the broadcasts' offsets are constants); any row stride, dilation, padding and groups. Used
 // beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred).
 // Summation order per output: bias, then (c, i, j) ascending, whatever the split: results do not depend on
-// the thread count. Workspace: the packed weights and one slab per task (about kSlabBytes).
+// the thread count. Workspace: the packed weights and one slab per thread (about kSlabBytes, more where one
+// row block of the input needs more).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -93,7 +94,7 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   const int64_t tiles = (g.wo + NP - 1) / NP;
   const int64_t ld = std::max(g.w + g.pl + g.pr, (tiles * NP - 1) + (g.kw - 1) * g.dw + 1);  // slab row
   const int64_t span = (g.kh - 1) * g.dh + 1;
-  const int64_t row_bytes = g.cg * ld * (int64_t)sizeof(T);
+  const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * (int64_t)sizeof(T));  // (no channels: 0)
   // output rows per task: the slab within about kSlabBytes, and enough tasks for the threads (each output is
   // computed whole within one task, so the split does not change any result)
   int64_t rb = std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1);
@@ -141,7 +142,7 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
   const int64_t L = 64 / itemsize, nvec = (g.og + L - 1) / L, obv = nvec >= 3 ? 4 : 2, np = obv == 4 ? 6 : 14;
   const int64_t cb = obv * L, blocks = (g.og + cb - 1) / cb;
   const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
-  const int64_t row_bytes = g.cg * ld * itemsize, span = (g.kh - 1) * g.dh + 1;
+  const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize), span = (g.kh - 1) * g.dh + 1;
   const int64_t rb = std::min(g.ho, std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1));
   const int64_t slab = g.cg * ((rb - 1) * g.sh + span) * ld * itemsize;
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;

@@ -2,24 +2,26 @@
 // Each 4x4 output tile comes from a 6x6 input tile d:  Y = A^T [ (G g G^T) . (B^T d B) ] A, so the 144
 // multiply-adds per tile and channel pair of the direct method become 36, done as 36 * groups matrix
 // products of (Og x Cg) transformed weights with (Cg x tiles) transformed inputs.
-//   weights  U[xi][o][c] = (G g G^T)[xi] for the 36 points xi: one BLAS product Cw (36 x 9) @ W (O*Cg x 9)^T
-//            per call (the weights change every step), Cw = kron(G, G).
-//   inputs   V[xi][c][tile] = (B^T d B)[xi]: a task owns one image, channel and row of tiles. It copies the 6
+//   weights  U[xi][o][c] = (G g G^T)[xi] for the 36 points xi, once per call (the weights change every step):
+//            vector FMAs with lanes = kernels (weight_transform).
+//   inputs   V[xi][c][tile] = (B^T d B)[xi], one row of tiles of one channel at a time (input_row). It copies the 6
 //            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectors
 //            along the row), splits each row by column residue mod 4 and applies B along each tile's 6
 //            columns (vectors over the row's tiles), writing 36 rows of V contiguous in tile.
-//   products M[xi][o][tile] = U[xi] @ V[xi] per point and group: ATen's BLAS, one product per task inside
-//            at::parallel_for (BLAS runs single-threaded there), so the result does not depend on the
-//            thread count.
-//   outputs  y = A^T m A + bias per tile: a task owns one image, output channel and row of tiles (vectors
-//            over the row's tiles, merged back into column order by permutes).
+//   products M[xi][o][tile] = U[xi] @ V[xi] per point and group: BLAS called directly (gemm below), each
+//            product single-threaded inside at::parallel_for, so the result does not depend on the thread
+//            count.
+//   outputs  y = A^T m A + bias per tile, one row of tiles of one output channel at a time (output_row;
+//            vectors over the row's tiles, merged back into column order by permutes).
 // Dilation (dh, dw) splits the output into dh * dw phases (oy mod dh, ox mod dw): each phase is an undilated
 // 3x3 correlation over the input rows and columns of one residue, tiled like dilation 1 on a grid dh (dw)
 // times coarser, so the transforms gather and scatter with strides dh, dw and nothing is copied. Tiles are
 // numbered image, phase row, tile row, phase column, tile column (one task's row of tiles is contiguous).
-// Images are processed in chunks so that V and M stay within kChunkBytes (V is 36/16 = 2.25x the input
-// chunk, M 2.25x the output chunk): workspace per call = U (36/9 = 4x the weights) + V + M of one chunk,
-// kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
+// Two schedules (winograd_by_images): from 8 images, where an image's V and M outweigh U and fit 16 MiB, one
+// image per work item, each thread in its own V and M (workspace U + V + M of one image per thread); else
+// images in chunks so that V and M stay within kChunkBytes (V is 36/16 = 2.25x the input chunk, M 2.25x the
+// output chunk), each pass over all threads (workspace U (36/9 = 4x the weights) + V + M of one chunk).
+// grad_weight always runs the chunks. Workspaces are kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
 // 1/24; the fp32 error is about 1e-6..1e-5 relative to the output's scale (tested against float64).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -48,15 +50,19 @@ constexpr int64_t kChunkMinTiles = 192;
 constexpr int64_t kChunkMaxBytes = 16 << 20;
 
 
-// G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
-// Tile rows and columns per phase (those of phase 0, the largest) and tiles per image over all phases.
+// The phases that have outputs (ph = min(dh, Ho) row phases, pw = min(dw, Wo) column phases: a dilation
+// past the output's size leaves the rest empty), tile rows and columns per phase (those of phase 0, the
+// largest) and tiles per image over those phases.
 struct WinoTiles {
-  int64_t th, tw, per_image;
+  int64_t ph, pw, th, tw, per_image;
 };
 WinoTiles wino_tiles(const ConvGeom& g) {
   const int64_t th = ((g.ho + g.dh - 1) / g.dh + 3) / 4, tw = ((g.wo + g.dw - 1) / g.dw + 3) / 4;
-  return {th, tw, g.dh * g.dw * th * tw};
+  const int64_t ph = std::min(g.dh, g.ho), pw = std::min(g.dw, g.wo);
+  return {ph, pw, th, tw, ph * pw * th * tw};
 }
+
+// G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
 
 constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -209,7 +215,7 @@ void input_row(const T* xc, const ConvGeom& g, const WinoTiles& wt, int64_t py, 
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   const int64_t tw = wt.tw, ld = round_to(tw + 1, L), rw = 4 * ld;  // a row: columns 0 .. 4 tw + 1 (and padding)
-  for (int64_t px = 0; px < g.dw; ++px) {
+  for (int64_t px = 0; px < wt.pw; ++px) {
     // p[r][col] = x[py - pt + dh (4ti + r)][px - pl + dw col], zero outside x
     const int64_t lo = first_at_least(g.pl - px, g.dw, rw), hi = std::max(lo, first_at_least(g.w + g.pl - px, g.dw, rw));
     for (int64_t r = 0; r < 6; ++r) {
@@ -265,7 +271,7 @@ void output_row(const T* mo, int64_t ms, T bias_value, const ConvGeom& g, const 
   const int64_t tw = wt.tw, ld = round_to(tw, L);
   const V bias = splat<T>(bias_value);
   T* const out = r + 4 * ld;
-  for (int64_t px = 0; px < g.dw; ++px, mo += tw) {
+  for (int64_t px = 0; px < wt.pw; ++px, mo += tw) {
     // A^T down the 6 rows of m: s[a][l][tj] (a < 4, l < 6), vectors along tj
     for (int64_t l = 0; l < 6; ++l)
       for (int64_t j = 0; j < tw; j += L) {
@@ -313,7 +319,7 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   const int64_t tw = wt.tw, ld = round_to(tw, L), rw = 4 * ld;
-  for (int64_t px = 0; px < g.dw; ++px) {
+  for (int64_t px = 0; px < wt.pw; ++px) {
     // d[a][j] = dY[py + dh (4ti + a)][px + dw j], zero past the output's edge
     const int64_t cols = first_at_least(g.wo - px, g.dw, 4 * tw);
     for (int64_t a = 0; a < 4; ++a) {
@@ -361,7 +367,7 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
 // parallel, into V[xi][c][tile] / Z[xi][o][tile] over the chunk's tiles.
 template <typename T>
 void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* v) {
-  const int64_t rows = g.dh * wt.th, row_tiles = g.dw * wt.tw, tiles = nimg * wt.per_image;
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
   at::parallel_for(0, nimg * g.c * rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> p(row_scratch<T>(wt)), q(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
@@ -374,7 +380,7 @@ void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, co
 
 template <typename T>
 void grad_output_transform(const T* gy, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* z) {
-  const int64_t rows = g.dh * wt.th, row_tiles = g.dw * wt.tw, tiles = nimg * wt.per_image;
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
   at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> d(row_scratch<T>(wt)), r(row_scratch<T>(wt)), q(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
@@ -439,7 +445,7 @@ template <typename T>
 void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
   const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
-  const int64_t batches = 36 * g.groups, rows = g.dh * wt.th, row_tiles = g.dw * wt.tw;
+  const int64_t batches = 36 * g.groups, rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
@@ -468,11 +474,13 @@ void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, cons
 // 0.92x, R8 N=8 1.00-1.03x, R9 N=8 1.18x (its 16 tiles per image re-read 36 x 256 x 256 transformed
 // weights per image), and with fewer images than threads one image per thread leaves threads idle (R3 N=1
 // 1.45x). Hence: at least kItemsMinImages images and, per image, at least as many transformed input and
-// output values as transformed weights. A shape-only rule: the result does not depend on the thread count.
+// output values as transformed weights, and at most kChunkMaxBytes of them (a thread holds one image's).
+// A shape-only rule: the result does not depend on the thread count.
 constexpr int64_t kItemsMinImages = 8;
 
-bool winograd_by_images(const ConvGeom& g) {
-  return g.n >= kItemsMinImages && wino_tiles(g).per_image * (g.c + g.o) >= g.o * g.cg;
+bool winograd_by_images(const ConvGeom& g, int64_t itemsize) {
+  const int64_t per_image = 36 * (g.c + g.o) * wino_tiles(g).per_image;
+  return g.n >= kItemsMinImages && per_image >= 36 * g.o * g.cg && per_image * itemsize <= kChunkMaxBytes;
 }
 
 template <typename T>
@@ -485,13 +493,18 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   const T* bp = b.defined() ? b.const_data_ptr<T>() : nullptr;
   T* yp = y.mutable_data_ptr<T>();
   if (g.n == 0 || g.ho == 0 || g.wo == 0) return;
-  if (!winograd_by_images(g)) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
-  const int64_t rows = g.dh * wt.th, row_tiles = g.dw * wt.tw, nt = wt.per_image;
-  const int64_t vsize = 36 * g.c * nt, msize = 36 * g.o * nt, threads = at::get_num_threads();
+  if (!winograd_by_images(g, sizeof(T))) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nt = wt.per_image;
+  // each thread's V and M start 64-byte apart from the first's, so BLAS sees the same alignment whichever
+  // thread runs an image
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t vsize = (36 * g.c * nt + kLine - 1) / kLine * kLine, msize = (36 * g.o * nt + kLine - 1) / kLine * kLine;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), g.n);
   T* const vall = call_workspace<T>(kWsWinogradData, threads * vsize);
   T* const mall = call_workspace<T>(kWsWinogradProducts, threads * msize);
   at::parallel_for(0, g.n, 1, [&](int64_t begin, int64_t end) {
     const int64_t tid = at::get_thread_num();
+    TORCH_CHECK(tid < threads, "convkit: Winograd thread ", tid, " beyond its ", threads, " workspaces");
     T* const v = vall + tid * vsize;  // V[xi][c][tile], M[xi][o][tile] of one image
     T* const m = mall + tid * msize;
     std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
@@ -598,8 +611,14 @@ int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_imag
   return std::max<int64_t>(1, std::min({n, cap, std::max(by_bytes, by_tiles)}));
 }
 
+// Tiles past the output's edge (and with dilation, phases' partial tiles) are computed and dropped: Winograd
+// needs at least half of its 16 outputs per tile to be real (a 33x33 map with dilation 18: 0.21).
+bool winograd_tiles_efficient(const ConvGeom& g) { return 2 * g.ho * g.wo >= 16 * winograd_tiles_per_image(g); }
+
 bool winograd_preferred(const ConvGeom& g) {
-  if (!winograd_applies(g) || g.cg < kWinogradMinChannels || g.og < kWinogradMinChannels) return false;
+  if (!winograd_applies(g) || !winograd_tiles_efficient(g) || g.cg < kWinogradMinChannels ||
+      g.og < kWinogradMinChannels)
+    return false;
   const int64_t tiles = g.n * winograd_tiles_per_image(g);
   return tiles >= 32 && tiles * 8192 >= g.og * g.cg;
 }
@@ -608,7 +627,9 @@ bool winograd_preferred(const ConvGeom& g) {
 // 15.4 vs 27.7 (flat) / 52.6 (tiled), R9 N=1 2.8 vs 4.0, R9 N=8 12.1 vs 37.8, R11 N=8 16.4 vs 36.3: its
 // product has the tiles as the reduction, so it pays off with fewer tiles than the forward.
 bool winograd_preferred_grad_weight(const ConvGeom& g) {
-  if (!winograd_applies(g) || g.cg < kWinogradMinChannels || g.og < kWinogradMinChannels) return false;
+  if (!winograd_applies(g) || !winograd_tiles_efficient(g) || g.cg < kWinogradMinChannels ||
+      g.og < kWinogradMinChannels)
+    return false;
   const int64_t tiles = g.n * winograd_tiles_per_image(g);
   return tiles >= 16 && tiles * 16384 >= g.og * g.cg;
 }
@@ -628,7 +649,7 @@ ConvGeom winograd_grad_input_geometry(const ConvGeom& g) {
 
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward) {
   const int64_t per_image = wino_tiles(g).per_image, img_bytes = 36 * (g.c + g.o) * per_image * itemsize;
-  const int64_t images = forward && winograd_by_images(g) ? at::get_num_threads()
+  const int64_t images = forward && winograd_by_images(g, itemsize) ? std::min<int64_t>(at::get_num_threads(), g.n)
                                                           : winograd_images_per_chunk(g.n, img_bytes, per_image);
   return 36 * g.o * g.cg * itemsize + images * img_bytes;
 }

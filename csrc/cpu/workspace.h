@@ -15,8 +15,8 @@ enum WorkspaceSlot : int {
   kWsSharedCols,         // corr2d.cpp: forward_tiled's shared column block, forward_columns_blas' column block,
                          // forward_images_blas' per-thread column blocks
   kWsBlasAccumulator,    // corr2d.cpp: forward_columns_blas' output accumulator (several images)
-  kWsWinogradData,       // winograd.cpp: transformed input V of one chunk
-  kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk
+  kWsWinogradData,       // winograd.cpp: transformed input V of one chunk (or one image per thread)
+  kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk (or one image per thread)
   kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU
   kWsSlots
 };

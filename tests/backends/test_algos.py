@@ -76,6 +76,10 @@ EXTRA_CASES = [
     ConvCase("dil2_odd", c=3, h=11, w=9, o=4, dilation=2, padding=(2, 1, 0, 3)),
     ConvCase("dil_31_wide", n=1, c=2, h=13, w=140, o=3, dilation=(3, 1), padding=(3, 2, 1, 1)),
     ConvCase("dil_12_pad4", n=1, c=4, h=7, w=10, o=2, dilation=(1, 2), padding=4),
+    # > 16 output channels, not 1x1: forced "direct" is the output-channels-as-lanes kernel (direct_oc.cpp);
+    # row stride 2, unequal dilation, a 3x5 kernel, no bias
+    ConvCase("oc_lanes_s21_dil", n=2, c=3, h=13, w=17, o=20, k=(3, 5), stride=(2, 1), dilation=(2, 3),
+             padding=(1, 2, 3, 0), bias=False),
 ]
 ALL_CASES = CONV_CASES + EXTRA_CASES
 ZERO_PAD_CASES = [c for c in ALL_CASES if c.padding_mode == "zeros"]
@@ -547,11 +551,12 @@ def test_images_blas_forward(dtype, n, c, o, h, groups, bias):
 # --------------------------------------------------------------------------- 6. "auto" equals its chosen path
 def winograd_rule(n, cg, og, ho, wo, dilation=1):
     """auto's Winograd rule for the forward (csrc/cpu/winograd.cpp winograd_preferred; 3x3, stride 1): 4x4
-    tiles over each of the dilation's dilation**2 phases."""
+    tiles over each of the dilation's phases that have outputs, at least half of their outputs real."""
     def cdiv(a, b):
         return -(-a // b)
-    tiles = n * dilation ** 2 * cdiv(cdiv(ho, dilation), 4) * cdiv(cdiv(wo, dilation), 4)
-    return cg >= 32 and og >= 32 and tiles >= 32 and tiles * 8192 >= og * cg
+    tiles_per_image = min(dilation, ho) * min(dilation, wo) * cdiv(cdiv(ho, dilation), 4) * cdiv(cdiv(wo, dilation), 4)
+    tiles = n * tiles_per_image
+    return 2 * ho * wo >= 16 * tiles_per_image and cg >= 32 and og >= 32 and tiles >= 32 and tiles * 8192 >= og * cg
 
 
 @pytest.mark.parametrize("shape", [
@@ -588,7 +593,8 @@ def test_auto_forward_equals_its_chosen_algorithm(shape):
 def test_auto_takes_channel_lanes_on_a_g1_like_layer():
     # beyond 16 output channels per group, 5x5 (G1's kind, >= 4 M multiply-adds): auto's forward is the
     # output-channels-as-lanes kernel (direct_oc.cpp), which forced "direct" also takes; bitwise equal, and
-    # within the float32 accuracy target, with 40 channels (a partial second vector block) and groups
+    # within the float32 accuracy target, with 40 channels (the 4x6 tile: a partial third vector, a zero
+    # fourth) and 2 groups of 18 (the 2x14 tile)
     x = rand(2, 48, 20, 23, seed=71, dtype=torch.float32)
     for o, groups in ((40, 1), (36, 2)):
         wt = rand(o, 48 // groups, 5, 5, seed=72, dtype=torch.float32)
@@ -598,7 +604,37 @@ def test_auto_takes_channel_lanes_on_a_g1_like_layer():
         ys = {a: ops.corr2d(x, wt, b, [1, 1], [2, 2, 2, 2], [1, 1], groups, a) for a in ("auto", "direct")}
         assert torch.equal(ys["auto"], ys["direct"])
         assert_rel_close(ys["auto"], F.conv2d(x.double(), wt.double(), b.double(), 1, 2, 1, groups))
-        assert "vector lanes" in str(convkit.explain(x.shape, wt.shape, padding=2, groups=groups))
+        assert "forward: direct, output channels as vector lanes" in str(
+            convkit.explain(x.shape, wt.shape, padding=2, groups=groups))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_winograd_one_image_per_work_item(dtype):
+    # >= 8 images: the forward and grad_input run one image per work item (not the chunked passes); groups,
+    # unequal dilation, against float64 F.conv2d
+    x = rand(9, 64, 20, 23, seed=81, dtype=dtype).requires_grad_()
+    wt = rand(64, 32, 3, 3, seed=82, dtype=dtype).requires_grad_()
+    b = rand(64, seed=83, dtype=dtype)
+    y = convkit.corr2d(x, wt, b, 1, (2, 2, 1, 1), (2, 1), 2, backend="compiled", algo="winograd")
+    gy = rand(*y.shape, seed=84, dtype=dtype)
+    gx, gw = torch.autograd.grad(y, (x, wt), gy)
+    xd, wd = (t.detach().double().requires_grad_() for t in (x, wt))
+    ref = F.conv2d(xd, wd, b.double(), 1, (2, 1), (2, 1), 2)
+    rgx, rgw = torch.autograd.grad(ref, (xd, wd), gy.double())
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    for got, want in ((y, ref), (gx, rgx), (gw, rgw)):
+        assert_rel_close(got, want, tol)
+
+
+def test_winograd_skips_empty_dilation_phases():
+    # a dilation past the output's size: only the phases with outputs are tiled (forced), and auto does not
+    # take Winograd where most of its tiles' outputs would be dropped
+    x = rand(2, 32, 12, 12, seed=91, dtype=torch.float64)
+    wt = rand(32, 32, 3, 3, seed=92, dtype=torch.float64)
+    y = ops.corr2d(x, wt, None, [1, 1], [9, 9, 9, 9], [9, 9], 1, "winograd")
+    assert_rel_close(y, F.conv2d(x, wt, None, 1, 9, 9), 1e-12)
+    assert not winograd_rule(8, 32, 32, 12, 12, dilation=9)
+    assert "Winograd" not in str(convkit.explain((8, 32, 12, 12), (32, 32, 3, 3), padding=9, dilation=9)).split("grad_input")[0]
 
 
 def test_auto_takes_winograd_on_a_dilated_dense_layer():
