@@ -201,6 +201,21 @@ inline void copy_strided(T* dst, const T* src, int64_t s, int64_t n) {
 
 inline int64_t round_to(int64_t n, int64_t l) { return (n + l - 1) / l * l; }
 
+// The second half of a tile transform along a row: each of the 6 rows of src (rw values each) split by
+// column residue into q (ld per residue), then, per block of L tiles, f(row k's residues, ld, j, o) gives
+// the 6 transformed values of tiles j .. j + L, stored (masked past tw) at dst[(6k + l) * ds + j].
+template <typename T, typename F>
+inline void along_tiles(const T* src, T* q, int64_t rw, int64_t ld, int64_t tw, T* dst, int64_t ds, F f) {
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t k = 0; k < 6; ++k) split4(src + k * rw, ld, q + k * rw);
+  for (int64_t k = 0; k < 6; ++k)
+    for (int64_t j = 0; j < tw; j += L) {
+      typename Simd<T>::V o[6];
+      f(q + k * rw, ld, j, o);
+      for (int l = 0; l < 6; ++l) store_n(dst + (6 * k + l) * ds + j, o[l], std::min(L, tw - j));
+    }
+}
+
 // Scratch per thread for the row transforms below: three buffers of this many values each.
 template <typename T>
 int64_t row_scratch(const WinoTiles& wt) {
@@ -241,23 +256,17 @@ void input_row(const T* xc, const ConvGeom& g, const WinoTiles& wt, int64_t py, 
       vstore(p + 4 * rw + i, T(2) * e1 - e2 - T(2) * e3 + e4);
       vstore(p + 5 * rw + i, T(4) * e1 - T(5) * e3 + e5);
     }
-    for (int64_t k = 0; k < 6; ++k) split4(p + k * rw, ld, q + k * rw);
     // B along each tile's columns 4tj .. 4tj + 5 = residues 0..3 at tj and 0..1 at tj + 1
-    for (int64_t k = 0; k < 6; ++k) {
-      const T *d0 = q + k * rw, *d1 = d0 + ld, *d2 = d1 + ld, *d3 = d2 + ld;
-      T* vk = v + k * 6 * xs + px * tw;
-      for (int64_t j = 0; j < tw; j += L) {
-        const int64_t n = std::min(L, tw - j);
-        const V e0 = vload(d0 + j), e1 = vload(d1 + j), e2 = vload(d2 + j), e3 = vload(d3 + j);
-        const V e4 = vload(d0 + j + 1), e5 = vload(d1 + j + 1);
-        store_n(vk + 0 * xs + j, T(4) * e0 - T(5) * e2 + e4, n);
-        store_n(vk + 1 * xs + j, T(-4) * e1 - T(4) * e2 + e3 + e4, n);
-        store_n(vk + 2 * xs + j, T(4) * e1 - T(4) * e2 - e3 + e4, n);
-        store_n(vk + 3 * xs + j, T(-2) * e1 - e2 + T(2) * e3 + e4, n);
-        store_n(vk + 4 * xs + j, T(2) * e1 - e2 - T(2) * e3 + e4, n);
-        store_n(vk + 5 * xs + j, T(4) * e1 - T(5) * e3 + e5, n);
-      }
-    }
+    along_tiles(p, q, rw, ld, tw, v + px * tw, xs, [](const T* d, int64_t ld, int64_t j, V* o) {
+      const V e0 = vload(d + j), e1 = vload(d + ld + j), e2 = vload(d + 2 * ld + j), e3 = vload(d + 3 * ld + j);
+      const V e4 = vload(d + j + 1), e5 = vload(d + ld + j + 1);
+      o[0] = T(4) * e0 - T(5) * e2 + e4;
+      o[1] = T(-4) * e1 - T(4) * e2 + e3 + e4;
+      o[2] = T(4) * e1 - T(4) * e2 - e3 + e4;
+      o[3] = T(-2) * e1 - e2 + T(2) * e3 + e4;
+      o[4] = T(2) * e1 - e2 - T(2) * e3 + e4;
+      o[5] = T(4) * e1 - T(5) * e3 + e5;
+    });
   }
 }
 
@@ -343,23 +352,17 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
       vstore(r + 4 * rw + i, e0 - T(2) * e1 + T(4) * e2 - T(8) * e3);
       vstore(r + 5 * rw + i, e3);
     }
-    for (int64_t k = 0; k < 6; ++k) split4(r + k * rw, ld, q + k * rw);
     // A along each tile's 4 columns (residues 0..3 at tj)
-    for (int64_t k = 0; k < 6; ++k) {
-      const T *q0 = q + k * rw, *q1 = q0 + ld, *q2 = q1 + ld, *q3 = q2 + ld;
-      T* zk = z + k * 6 * zs + px * tw;
-      for (int64_t j = 0; j < tw; j += L) {
-        const int64_t n = std::min(L, tw - j);
-        const V e0 = vload(q0 + j), e1 = vload(q1 + j), e2 = vload(q2 + j), e3 = vload(q3 + j);
-        const V a02 = e0 + e2, a13 = e1 + e3;
-        store_n(zk + 0 * zs + j, e0, n);
-        store_n(zk + 1 * zs + j, a02 + a13, n);
-        store_n(zk + 2 * zs + j, a02 - a13, n);
-        store_n(zk + 3 * zs + j, e0 + T(2) * e1 + T(4) * e2 + T(8) * e3, n);
-        store_n(zk + 4 * zs + j, e0 - T(2) * e1 + T(4) * e2 - T(8) * e3, n);
-        store_n(zk + 5 * zs + j, e3, n);
-      }
-    }
+    along_tiles(r, q, rw, ld, tw, z + px * tw, zs, [](const T* d, int64_t ld, int64_t j, V* o) {
+      const V e0 = vload(d + j), e1 = vload(d + ld + j), e2 = vload(d + 2 * ld + j), e3 = vload(d + 3 * ld + j);
+      const V a02 = e0 + e2, a13 = e1 + e3;
+      o[0] = e0;
+      o[1] = a02 + a13;
+      o[2] = a02 - a13;
+      o[3] = e0 + T(2) * e1 + T(4) * e2 + T(8) * e3;
+      o[4] = e0 - T(2) * e1 + T(4) * e2 - T(8) * e3;
+      o[5] = e3;
+    });
   }
 }
 
