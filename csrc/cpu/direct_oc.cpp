@@ -33,15 +33,23 @@ namespace {
 
 constexpr int64_t kSlabBytes = 256 * 1024;
 
-// OBV vectors of output channels per block and NP output columns per tile (OBV * NP accumulators).
-template <typename T>
-struct OcTile {
-  int64_t obv, np;
+// The kernel's shape for one call, with vectors of `lanes` values of `itemsize` bytes: OBV vectors of output
+// channels per block and NP output columns per tile (OBV * NP accumulators; callers have > 16 channels, so
+// >= 2 fp32 vectors), the slab's row pitch ld (whole tiles, and the padded input row) and its output rows
+// per task (within about kSlabBytes, but no more than a fair share of all rows for the threads: each
+// output is computed whole within one task, so the split does not change any result).
+struct OcPlan {
+  int64_t obv, np, ld, span, rows_per_task;
 };
-template <typename T>
-OcTile<T> oc_tile(const ConvGeom& g) {
-  const int64_t nvec = (g.og + Simd<T>::L - 1) / Simd<T>::L;
-  return nvec >= 3 ? OcTile<T>{4, 6} : OcTile<T>{2, 14};  // (callers have > 16 channels: >= 2 fp32 vectors)
+OcPlan oc_plan(const ConvGeom& g, int64_t lanes, int64_t itemsize) {
+  const int64_t nvec = (g.og + lanes - 1) / lanes, obv = nvec >= 3 ? 4 : 2, np = obv == 4 ? 6 : 14;
+  const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
+  const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
+  const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize);  // (no channels: 0)
+  const int64_t want = 4 * at::get_num_threads();
+  int64_t rb = std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1);
+  rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
+  return {obv, np, ld, span, rb};
 }
 
 // acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * sj + p], then
@@ -91,15 +99,8 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
       }
     }
   });
-  const int64_t tiles = (g.wo + NP - 1) / NP;
-  const int64_t ld = std::max(g.w + g.pl + g.pr, (tiles * NP - 1) + (g.kw - 1) * g.dw + 1);  // slab row
-  const int64_t span = (g.kh - 1) * g.dh + 1;
-  const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * (int64_t)sizeof(T));  // (no channels: 0)
-  // output rows per task: the slab within about kSlabBytes, and enough tasks for the threads (each output is
-  // computed whole within one task, so the split does not change any result)
-  int64_t rb = std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1);
-  const int64_t want = 4 * at::get_num_threads();
-  rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
+  const OcPlan plan = oc_plan(g, L, sizeof(T));
+  const int64_t ld = plan.ld, span = plan.span, rb = plan.rows_per_task;
   const int64_t rblocks = (g.ho + rb - 1) / rb, plane = g.ho * g.wo;
   at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> slab, out(CB * NP);
@@ -139,12 +140,9 @@ bool oc_lanes_applies(const ConvGeom& g) { return g.sw == 1 && g.kh * g.kw > 1; 
 
 // The packed weights (whole blocks) and, per thread, one slab of a task's input rows (at least one row block).
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
-  const int64_t L = 64 / itemsize, nvec = (g.og + L - 1) / L, obv = nvec >= 3 ? 4 : 2, np = obv == 4 ? 6 : 14;
-  const int64_t cb = obv * L, blocks = (g.og + cb - 1) / cb;
-  const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
-  const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize), span = (g.kh - 1) * g.dh + 1;
-  const int64_t rb = std::min(g.ho, std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1));
-  const int64_t slab = g.cg * ((rb - 1) * g.sh + span) * ld * itemsize;
+  const OcPlan p = oc_plan(g, 64 / itemsize, itemsize);
+  const int64_t cb = p.obv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
+  const int64_t slab = g.cg * ((std::min(g.ho, p.rows_per_task) - 1) * g.sh + p.span) * p.ld * itemsize;
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
 }
 
@@ -155,8 +153,7 @@ void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const OcTile<scalar_t> t = oc_tile<scalar_t>(g);
-    if (t.obv == 4)
+    if (oc_plan(g, Simd<scalar_t>::L, sizeof(scalar_t)).obv == 4)
       forward_oc<scalar_t, 4, 6>(xp, wp, bp, yp, g);
     else
       forward_oc<scalar_t, 2, 14>(xp, wp, bp, yp, g);
