@@ -38,8 +38,8 @@
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
-// MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column block (kSharedColBytes) or per-task tiles
-// (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
+// MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column
+// block (kSharedColBytes) or per-task tiles (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
 // packed in blocks of 6 rows, and one tail tile per thread; its grad_weight, 24 vector accumulators per 6x4
 // channel tile (the vectors at most 2 MiB in all) and 24 scalars. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
@@ -60,6 +60,7 @@
 #include "kernels.h"
 #include "output_cache.h"
 #include "simd.h"
+#include "slab.h"
 #include "workspace.h"
 
 namespace convkit {
@@ -780,14 +781,7 @@ void forward_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
           rows_channels(slab.data() + p, c_ld, g.dh * g.wo, g.cg * c_ld, wg, bg, yg + oh0 * g.wo + p, plane,
                         std::min(TW, np - p), g);
       } else {
-        slab.assign(g.cg * c_ld, T(0));
-        for (int64_t c = 0; c < g.cg; ++c)
-          for (int64_t r = 0; r < rows; ++r) {
-            const int64_t ih = ih0 + r;
-            if (ih >= 0 && ih < g.h)
-              std::copy(xg + (c * g.h + ih) * g.w, xg + (c * g.h + ih + 1) * g.w,
-                        slab.data() + c * c_ld + r * row_ld + g.pl);
-          }
+        padded_rows_slab(xg, g, ih0, rows, row_ld, slab);
         for (int64_t oh = oh0; oh < oh1; ++oh)
           for (int64_t ow0 = 0; ow0 < g.wo; ow0 += TW)
             rows_channels(slab.data() + (oh - oh0) * g.sh * row_ld + ow0, c_ld, g.dh * row_ld, g.dw, wg, bg,

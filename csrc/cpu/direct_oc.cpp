@@ -27,6 +27,7 @@
 #include "../common.h"
 #include "kernels.h"
 #include "simd.h"
+#include "slab.h"
 
 namespace convkit {
 namespace {
@@ -109,13 +110,7 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
       const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
       const int64_t rows = (oh1 - oh0 - 1) * g.sh + span, ih0 = oh0 * g.sh - g.pt, c_ld = rows * ld;
       const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
-      slab.assign(g.cg * c_ld, T(0));
-      for (int64_t c = 0; c < g.cg; ++c)
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t ih = ih0 + r;
-          if (ih >= 0 && ih < g.h)
-            std::copy(xg + (c * g.h + ih) * g.w, xg + (c * g.h + ih + 1) * g.w, slab.data() + c * c_ld + r * ld + g.pl);
-        }
+      padded_rows_slab(xg, g, ih0, rows, ld, slab);
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t o0 = blk * CB, no = std::min(CB, g.og - o0);
         const T* wb = wp.data() + (grp * blocks + blk) * g.cg * khw * CB;

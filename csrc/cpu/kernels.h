@@ -45,11 +45,10 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
 
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).
-struct ConvGeom;
 bool winograd_applies(const ConvGeom& g);
 bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it (forward, grad_input)
 bool winograd_preferred_grad_weight(const ConvGeom& g);
-int64_t winograd_tiles_per_image(const ConvGeom& g);  // 4x4 tiles per image, over all dilation phases
+int64_t winograd_tiles_per_image(const ConvGeom& g);  // 4x4 tiles per image, over the phases with outputs
 // Images per Winograd chunk (V and M of one chunk; img_bytes of both per image, per_image tiles).
 int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,

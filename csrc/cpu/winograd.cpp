@@ -49,7 +49,6 @@ constexpr int64_t kChunkBytes = 4 << 20;
 constexpr int64_t kChunkMinTiles = 192;
 constexpr int64_t kChunkMaxBytes = 16 << 20;
 
-
 // The phases that have outputs (ph = min(dh, Ho) row phases, pw = min(dw, Wo) column phases: a dilation
 // past the output's size leaves the rest empty), tile rows and columns per phase (those of phase 0, the
 // largest) and tiles per image over those phases.
@@ -63,7 +62,6 @@ WinoTiles wino_tiles(const ConvGeom& g) {
 }
 
 // G (6 x 3) of F(4, 3) with interpolation points 0, +-1, +-2, inf... (the usual 0, 1, -1, 2, -2 set).
-
 constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -366,8 +364,9 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
   }
 }
 
-// The chunk passes of grad_weight: every (image, channel, row of tiles) of images n0 .. n0 + nimg, in
-// parallel, into V[xi][c][tile] / Z[xi][o][tile] over the chunk's tiles.
+// The passes over images n0 .. n0 + nimg: every (image, channel, row of tiles) in parallel, between the
+// images' x, dY or y and V[xi][c][tile], Z[xi][o][tile] or M[xi][o][tile] over their tiles. Inside a
+// parallel region (one image per work item) they run inline.
 template <typename T>
 void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* v) {
   const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
@@ -377,6 +376,19 @@ void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, co
       const int64_t row = t % rows, c = (t / rows) % g.c, nl = t / (rows * g.c);
       input_row(x + ((n0 + nl) * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th,
                 v + c * tiles + (nl * rows + row) * row_tiles, g.c * tiles, p.data(), q.data());
+    }
+  });
+}
+
+template <typename T>
+void output_transform(const T* m, const T* bp, T* yp, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt) {
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
+  at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t row = t % rows, o = (t / rows) % g.o, nl = t / (rows * g.o);
+      output_row(m + o * tiles + (nl * rows + row) * row_tiles, g.o * tiles, bp ? bp[o] : T(0), g, wt, row / wt.th,
+                 row % wt.th, yp + ((n0 + nl) * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
     }
   });
 }
@@ -448,7 +460,7 @@ template <typename T>
 void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
   const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
-  const int64_t batches = 36 * g.groups, rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw;
+  const int64_t batches = 36 * g.groups;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
@@ -456,17 +468,10 @@ void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, cons
     input_transform<T>(xp, g, n0, nimg, wt, v);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        gemm<T>(false, tiles, g.og, g.cg, v + i * g.cg * tiles, tiles, up + i * g.og * g.cg, g.cg, T(0), m + i * g.og * tiles,
-                tiles);
+        gemm<T>(false, tiles, g.og, g.cg, v + i * g.cg * tiles, tiles, up + i * g.og * g.cg, g.cg, T(0),
+                m + i * g.og * tiles, tiles);
     });
-    at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t row = t % rows, o = (t / rows) % g.o, nl = t / (rows * g.o);
-        output_row(m + o * tiles + (nl * rows + row) * row_tiles, g.o * tiles, bp ? bp[o] : T(0), g, wt,
-                   row / wt.th, row % wt.th, yp + ((n0 + nl) * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
-      }
-    });
+    output_transform<T>(m, bp, yp, g, n0, nimg, wt);
   }
 }
 
@@ -497,11 +502,11 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   T* yp = y.mutable_data_ptr<T>();
   if (g.n == 0 || g.ho == 0 || g.wo == 0) return;
   if (!winograd_by_images(g, sizeof(T))) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
-  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nt = wt.per_image;
+  const int64_t nt = wt.per_image;
   // each thread's V and M start 64-byte apart from the first's, so BLAS sees the same alignment whichever
   // thread runs an image
   constexpr int64_t kLine = 64 / sizeof(T);
-  const int64_t vsize = (36 * g.c * nt + kLine - 1) / kLine * kLine, msize = (36 * g.o * nt + kLine - 1) / kLine * kLine;
+  const int64_t vsize = round_to(36 * g.c * nt, kLine), msize = round_to(36 * g.o * nt, kLine);
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), g.n);
   T* const vall = call_workspace<T>(kWsWinogradData, threads * vsize);
   T* const mall = call_workspace<T>(kWsWinogradProducts, threads * msize);
@@ -510,18 +515,11 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     TORCH_CHECK(tid < threads, "convkit: Winograd thread ", tid, " beyond its ", threads, " workspaces");
     T* const v = vall + tid * vsize;  // V[xi][c][tile], M[xi][o][tile] of one image
     T* const m = mall + tid * msize;
-    std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
     for (int64_t n = begin; n < end; ++n) {
-      for (int64_t c = 0; c < g.c; ++c)
-        for (int64_t row = 0; row < rows; ++row)
-          input_row(xp + (n * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th, v + c * nt + row * row_tiles,
-                    g.c * nt, s0.data(), s1.data());
+      input_transform<T>(xp, g, n, 1, wt, v);
       for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
         gemm<T>(false, nt, g.og, g.cg, v + i * g.cg * nt, nt, up + i * g.og * g.cg, g.cg, T(0), m + i * g.og * nt, nt);
-      for (int64_t o = 0; o < g.o; ++o)
-        for (int64_t row = 0; row < rows; ++row)
-          output_row(m + o * nt + row * row_tiles, g.o * nt, bp ? bp[o] : T(0), g, wt, row / wt.th, row % wt.th,
-                     yp + (n * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
+      output_transform<T>(m, bp, yp, g, n, 1, wt);
     }
   });
 }
