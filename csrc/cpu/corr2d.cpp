@@ -86,6 +86,7 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
 }
 
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
+constexpr int64_t kL2Bytes = 1024 * 1024;  // L2 per core (Zen 4/5)
 constexpr int64_t kSharedColBytes = 1 << 20;
 constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
@@ -612,17 +613,21 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // position tiles of one image and group, all output channels: per tile the C x TW slice of x stays in L1 while
 // the output-channel blocks pass over it, and during those passes the next tile's slice is prefetched (one
 // input channel per block and channel step, spread over the blocks). The last, partial tile of a plane goes
-// through a zero-padded C x TW copy, so no load passes the end of x. Workspace: the packed weights (one copy,
-// rounded up to whole blocks) and the tail tile. Summation order per output: bias, then c ascending.
+// through a zero-padded C x TW copy, so no load passes the end of x. An output larger than the threads' L2
+// (threads x kL2Bytes) is written with non-temporal stores (vstore_stream): it would leave the caches anyway,
+// and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x the time; R2 N=8
+// 0.94x; in-process A/B, 9 rounds). Tasks of up to kPwTiles = 4 tiles (was 8): R4 at N=1 has 49 tiles, and 7
+// tasks of 7 split 4:3 over two threads. Workspace: the packed weights (one copy, rounded up to whole blocks)
+// and the tail tile. Summation order per output: bias, then c ascending.
 constexpr int kPwOB = 6, kPwNV = 4;
-constexpr int64_t kPwTiles = 8;
+constexpr int64_t kPwTiles = 4;
 
 // Output channels [0, no) of one block (no <= kPwOB; the packed block is zero past no), cnt <= NV * L
 // positions (NV < kPwNV only for a plane's last tile).
 template <typename T, int NV>
 inline void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ wp, const T* b,
                            T* __restrict__ y, int64_t ldy, int64_t nc, int64_t no, int64_t cnt, const T* pf,
-                           int64_t pf_c0, int64_t pf_c1) {
+                           int64_t pf_c0, int64_t pf_c1, bool stream) {
   using V = typename Simd<T>::V;
   constexpr int OB = kPwOB;
   constexpr int64_t L = Simd<T>::L, TW = NV * L;
@@ -643,7 +648,9 @@ inline void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __rest
       for (int64_t q = 0; q < kPwNV * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
   for (int o = 0; o < no; ++o) {
     T* yo = y + o * ldy;
-    if (cnt == TW) {
+    if (cnt == TW && stream) {
+      for (int v = 0; v < NV; ++v) vstore_stream(yo + v * L, acc[o][v]);
+    } else if (cnt == TW) {
       for (int v = 0; v < NV; ++v) vstore(yo + v * L, acc[o][v]);
     } else {
       alignas(64) T tmp[TW];
@@ -685,6 +692,7 @@ void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const Conv
   const int64_t hw = g.h * g.w, tiles = (hw + TW - 1) / TW, oblocks = (d.rows + kPwOB - 1) / kPwOB;
   const std::vector<T> wp = pack_pointwise_weights(w, g, transposed);
   const int64_t want = 4 * at::get_num_threads();
+  const bool stream = g.n * d.out_ch * hw * int64_t(sizeof(T)) >= at::get_num_threads() * kL2Bytes;
   const int64_t tpt = std::max<int64_t>(1, std::min(kPwTiles, (g.n * g.groups * tiles + want - 1) / want));
   const int64_t chunks = (tiles + tpt - 1) / tpt;
   const int64_t pf_step = (d.red + oblocks - 1) / oblocks;  // input channels of the next tile per block
@@ -715,14 +723,15 @@ void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const Conv
           const T* bb = bg ? bg + o0 : nullptr;
           T* yb = yg + o0 * hw + p;
           switch (cnt == TW ? kPwNV : (cnt + L - 1) / L) {  // a short last tile: only its vectors
-            case 1: pointwise_tile<T, 1>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
-            case 2: pointwise_tile<T, 2>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
-            case 3: pointwise_tile<T, 3>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1); break;
-            default: pointwise_tile<T, kPwNV>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1);
+            case 1: pointwise_tile<T, 1>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
+            case 2: pointwise_tile<T, 2>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
+            case 3: pointwise_tile<T, 3>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
+            default: pointwise_tile<T, kPwNV>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream);
           }
         }
       }
     }
+    if (stream) stream_fence();
   });
 }
 

@@ -116,6 +116,27 @@ inline __m512i lane_index(F f) {
 }
 #endif
 
+// A whole-vector store that bypasses the caches where p is 64-byte aligned (AVX-512 non-temporal store: no
+// read-for-ownership of the line, which a plain store of a cold output line costs), else a plain store. For
+// outputs larger than the cores' L2, which would leave the caches anyway; end the writer's work with
+// stream_fence() so the stores are visible to the thread that joins it.
+template <typename T>
+inline void vstore_stream(T* p, const typename Simd<T>::V& v) {
+#if defined(__AVX512F__)
+  if (reinterpret_cast<uintptr_t>(p) % 64 == 0) {
+    if constexpr (std::is_same_v<T, float>) return _mm512_stream_ps(p, reinterpret_cast<const __m512&>(v));
+    if constexpr (std::is_same_v<T, double>) return _mm512_stream_pd(p, reinterpret_cast<const __m512d&>(v));
+  }
+#endif
+  vstore(p, v);
+}
+
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
 // dst[v] = src[v] for v in [0, n): the tail by one masked load and store with AVX-512 (column-packing runs
 // are one output row, often shorter than two vectors, where a scalar epilogue costs more than the body).
 template <typename T>

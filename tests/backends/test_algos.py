@@ -476,7 +476,8 @@ def test_thread_counts_im2col_close(threads, algo, shape):
 # counts that are not a multiple of 6, groups, tasks of several tiles (the prefetch of the next tile).
 # algo="direct" also takes grad_weight through pointwise_grad_weight_direct: 6 x 4 channel tiles (counts that
 # are not multiples of 6 and 4 repeat the last row), positions in chunks of 512 (900: a partial last chunk),
-# the last partial vector in scalar (15, 17, 63, 65, 130, 900 positions).
+# the last partial vector in scalar (15, 17, 63, 65, 130, 900 positions). Outputs larger than the threads' L2
+# are written with non-temporal stores where a row is 64-byte aligned (the last three cases).
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n,c,o,h,w,groups", [
     (2, 5, 7, 1, 1, 1),       # one position
@@ -490,6 +491,10 @@ def test_thread_counts_im2col_close(threads, algo, shape):
     (1, 10, 25, 13, 10, 5),   # 130, 2 channels per group in, 5 out
     (1, 40, 70, 30, 30, 1),   # 900: tasks of several tiles
     (2, 16, 40, 28, 28, 2),   # 784, the smallest plane auto gives this kernel
+    # outputs beyond the threads' L2 (threads x 1 MiB) take non-temporal stores (vstore_stream), aligned rows only
+    (2, 24, 200, 40, 40, 1),  # 2.6 MB fp32 output, every plane 64-byte aligned
+    (2, 20, 150, 45, 45, 1),  # 2025 positions: planes at every alignment, partial last tiles stored plainly
+    (2, 200, 24, 40, 40, 1),  # grad_input (W^T dY) writes the large tensor
 ])
 def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
     x = rand(n, c, h, w, seed=41, dtype=dtype).requires_grad_()
