@@ -18,7 +18,8 @@
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
-//                forward_depthwise for depthwise); 1x1 stride 1: the pointwise kernel of W^T where the
+//                forward_depthwise for depthwise; the channel-lanes kernel where the forward would take it on
+//                the transposed problem, > 16 input channels per group: G1); 1x1 stride 1: the pointwise kernel of W^T where the
 //                forward's rule holds for the transposed product (reduction over output channels), else
 //                per-image BLAS; the forward's column-block regime (columns_blas_applies): BLAS W^T dY per
 //                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
@@ -1345,13 +1346,24 @@ inline bool transposed_rows_applies(const ConvGeom& g, bool forced = false) {
   return transposed_rows_padding_valid(g) && (forced || g.cg <= kFewChannels || g.og <= kFlatChannels);
 }
 
-template <typename T>
-void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+}  // namespace
+
+ConvGeom transposed_geometry(const ConvGeom& g) {
   ConvGeom t = g;
   t.c = g.o; t.h = g.ho; t.w = g.wo; t.o = g.c; t.cg = g.og; t.og = g.cg;
   t.pt = g.dh * (g.kh - 1) - g.pt; t.pb = g.dh * (g.kh - 1) - g.pb;
   t.pl = g.dw * (g.kw - 1) - g.pl; t.pr = g.dw * (g.kw - 1) - g.pr;
   t.ho = g.h; t.wo = g.w;
+  return t;
+}
+
+namespace {
+
+// oc_lanes: the transposed problem has more than kFewChannels output channels per group (G1: 192 input
+// channels), where the channel-lanes forward beats the rows kernel (make_plan's GradInput::OcLanes).
+template <typename T>
+void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g, bool oc_lanes) {
+  const ConvGeom t = transposed_geometry(g);
   const int64_t khw = g.kh * g.kw;
   T* wt = call_workspace<T>(kWsFlippedWeights, g.o * g.cg * khw);
   for (int64_t grp = 0; grp < g.groups; ++grp)
@@ -1359,7 +1371,9 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g) {
       for (int64_t c = 0; c < g.cg; ++c)
         for (int64_t q = 0; q < khw; ++q)
           wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
-  if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
+  if (oc_lanes)
+    oc_lanes_forward<T>(gy, wt, nullptr, gx, t);
+  else if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
     forward_depthwise<T>(gy, wt, nullptr, gx, t);
   else
     forward_rows<T>(gy, wt, nullptr, gx, t);
@@ -1830,7 +1844,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
-enum class GradInput { Rows, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, OcLanes, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
@@ -1873,7 +1887,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   else if (wino_gx)
     p.gx = GradInput::Winograd;
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
-    p.gx = GradInput::Rows;
+    p.gx = oc_lanes_preferred(transposed_geometry(g), algo == Algo::Direct) ? GradInput::OcLanes : GradInput::Rows;
   else if (algo == Algo::Auto && columns_blas_applies(g))
     p.gx = GradInput::ColumnsBlas;
   else
@@ -1983,8 +1997,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     if (do_gx && plan.gx == GradInput::PointwiseRows)
       forward_pointwise_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), nullptr, gx.mutable_data_ptr<scalar_t>(), g,
                                        /*transposed=*/true);
-    if (do_gx && plan.gx == GradInput::Rows)
-      grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
+    if (do_gx && (plan.gx == GradInput::Rows || plan.gx == GradInput::OcLanes))
+      grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g,
+                                plan.gx == GradInput::OcLanes);
     if (do_gx && plan.gx == GradInput::Tiled)
       grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     const scalar_t* xp = do_gw ? x.const_data_ptr<scalar_t>() : nullptr;
@@ -2033,6 +2048,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   }
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
+    case GradInput::OcLanes:
+      out.emplace_back("direct, output channels as vector lanes, of the flipped weights (direct_oc.cpp)",
+                       wbytes + oc_lanes_workspace(transposed_geometry(g), itemsize));
+      break;
     case GradInput::PointwiseRows:
       out.emplace_back("1x1 direct: W^T dY reading dY in place (forward_pointwise_rows)", pointwise_workspace(g, true, itemsize));
       break;
@@ -2041,7 +2060,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
-    case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(winograd_grad_input_geometry(g), itemsize, true)); break;
+    case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(transposed_geometry(g), itemsize, true)); break;
   }
   switch (p.gw) {
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;

@@ -141,17 +141,21 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
 }
 
+template <typename T>
+void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+  if (oc_plan(g, Simd<T>::L, sizeof(T)).obv == 4)
+    forward_oc<T, 4, 6>(x, w, b, y, g);
+  else
+    forward_oc<T, 2, 14>(x, w, b, y, g);
+}
+template void oc_lanes_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&);
+template void oc_lanes_forward<double>(const double*, const double*, const double*, double*, const ConvGeom&);
+
 void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_oc_lanes_cpu", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w.const_data_ptr<scalar_t>();
-    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (oc_plan(g, Simd<scalar_t>::L, sizeof(scalar_t)).obv == 4)
-      forward_oc<scalar_t, 4, 6>(xp, wp, bp, yp, g);
-    else
-      forward_oc<scalar_t, 2, 14>(xp, wp, bp, yp, g);
+    oc_lanes_forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                               b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
   });
 }
 

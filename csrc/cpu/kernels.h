@@ -41,6 +41,8 @@ struct ConvGeom;
 bool oc_lanes_applies(const ConvGeom& g);
 void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
+template <typename T>  // the same on raw pointers (float, double; b may be null), e.g. grad_input's transposed problem
+void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g);
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
 
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
@@ -55,7 +57,9 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
                           at::Tensor& y);
 // grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights in this
 // geometry (dY as the input).
-ConvGeom winograd_grad_input_geometry(const ConvGeom& g);
+// grad_input for stride 1 as a forward problem: dY (channels O, Ho x Wo) correlated with the flipped,
+// transposed weights, padded by d (k - 1) - p, gives dX (C, H x W). Valid where every p <= d (k - 1).
+ConvGeom transposed_geometry(const ConvGeom& g);
 // Workspace of one call in bytes: the transformed weights and V, M (Z) of the images in flight (forward: one
 // per thread or one chunk; grad_weight: one chunk).
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward);

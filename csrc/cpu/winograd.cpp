@@ -640,14 +640,6 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_winograd_cpu", [&] { winograd_forward<scalar_t>(x, w, b, g, y); });
 }
 
-ConvGeom winograd_grad_input_geometry(const ConvGeom& g) {
-  ConvGeom t = g;
-  t.c = g.o; t.h = g.ho; t.w = g.wo; t.o = g.c; t.cg = g.og; t.og = g.cg;
-  t.pt = 2 * g.dh - g.pt; t.pb = 2 * g.dh - g.pb; t.pl = 2 * g.dw - g.pl; t.pr = 2 * g.dw - g.pr;
-  t.ho = g.h; t.wo = g.w;
-  return t;
-}
-
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward) {
   const int64_t per_image = wino_tiles(g).per_image, img_bytes = 36 * (g.c + g.o) * per_image * itemsize;
   const int64_t images = forward && winograd_by_images(g, itemsize) ? std::min<int64_t>(at::get_num_threads(), g.n)
@@ -656,7 +648,7 @@ int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forwa
 }
 
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {
-  const ConvGeom t = winograd_grad_input_geometry(g);
+  const ConvGeom t = transposed_geometry(g);
   // W'[grp][c][o][i][j] = W[grp][o][c][2-i][2-j]
   const at::Tensor wt = w.view({g.groups, g.og, g.cg, 3, 3}).flip({3, 4}).transpose(1, 2).reshape({g.c, g.og, 3, 3}).contiguous();
   winograd_forward_cpu(gy, wt, at::Tensor(), t, gx);
