@@ -118,8 +118,13 @@ def test_peak_probes_are_plausible():
     if "compiled" in convkit.available_backends():
         # register-only FMA chains: no kernel, sgemm included, can beat them. The two are timed at different
         # moments on a shared machine whose rates move up to ~1.6x between runs, so only a 2x excess (an FMA
-        # count or thread count gone wrong) is read as a fault.
-        assert 0.5 < p["fma_gflops"] < 100_000 and p["gemm_gflops"] < 2.0 * p["fma_gflops"]
+        # count or thread count gone wrong) is read as a fault. A peak is a maximum: one probe that caught the
+        # machine busy (seen once in a full run) is retried twice, which a systematic count error survives.
+        from convkit.backends import compiled
+        fma = p["fma_gflops"]
+        if p["gemm_gflops"] >= 2.0 * fma:
+            fma = max([fma] + [compiled.fma_peak() for _ in range(2)])
+        assert 0.5 < fma < 100_000 and p["gemm_gflops"] < 2.0 * fma
 
 
 def test_fma_peak_runs_on_every_thread_and_checks_its_argument():
