@@ -209,3 +209,22 @@ def test_tables_format_a_row():
     assert "2 us" in text and "0.50x" in text and "4 KiB" in text
     md = R.format_table([row], markdown=True)
     assert md.splitlines()[0] == "| shape | compiled | torch |" and "**0.50x** 2 us" in md
+
+
+def test_bench_conv_interleaves_the_fma_probe(tmp_path):
+    # benchmarks/bench_conv.py: every row carries the FMA probe timed in its own rounds, and the table's
+    # "% FMA peak" is against it (the start-of-run figure stays in pct_of_fma)
+    if "compiled" not in convkit.available_backends():
+        pytest.skip("convkit._C is not built")
+    path = tmp_path / "conv.json"
+    script = os.path.join(ROOT, "benchmarks", "bench_conv.py")
+    subprocess.run([sys.executable, script, "--shapes", "T0", "--n", "1", "--rounds", "2", "--direction", "fwd",
+                    "--min-run-time", "0.01", "--json", str(path)], check=True, capture_output=True, text=True)
+    row = json.loads(path.read_text())["rows"][0]
+    assert row["fma_gflops_interleaved"] > 0.5 and set(row["pct_of_fma_interleaved"]) == set(row["median_s"])
+    assert "probe" not in row["median_s"]
+    pct = row["pct_of_fma_interleaved"]["compiled:auto"]
+    assert pct == pytest.approx(100 * row["gflops"]["compiled:auto"] / row["fma_gflops_interleaved"])
+    out = subprocess.run([sys.executable, script, "--table", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    assert "FMA probe GF/s" in out and f"{row['fma_gflops_interleaved']:.0f} |" in out
