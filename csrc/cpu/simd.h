@@ -116,6 +116,29 @@ inline __m512i lane_index(F f) {
 }
 #endif
 
+// Lanes l < n from base[l * stride] (one AVX-512 gather; masked-off lanes are zero and never read), else a
+// scalar loop. stride * (L - 1) must fit the lane-sized index (int32 for float).
+template <typename T>
+inline typename Simd<T>::V gather_n(const T* base, int64_t stride, int64_t n) {
+#if defined(__AVX512F__)
+  using A = Avx512<T>;
+  const typename Simd<T>::I ramp = lane_ramp<T>(stride, 0);
+  const __m512i idx = reinterpret_cast<const __m512i&>(ramp);
+  typename A::V r;
+  if constexpr (std::is_same_v<T, float>)
+    r = n >= 16 ? _mm512_i32gather_ps(idx, base, 4)
+                : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes_mask<T>(n), idx, base, 4);
+  else
+    r = n >= 8 ? _mm512_i64gather_pd(idx, base, 8)
+               : _mm512_mask_i64gather_pd(_mm512_setzero_pd(), lanes_mask<T>(n), idx, base, 8);
+  return reinterpret_cast<const typename Simd<T>::V&>(r);
+#else
+  typename Simd<T>::V v{};
+  for (int64_t l = 0; l < n && l < Simd<T>::L; ++l) v[l] = base[l * stride];
+  return v;
+#endif
+}
+
 // A whole-vector store that bypasses the caches where p is 64-byte aligned (AVX-512 non-temporal store: no
 // read-for-ownership of the line, which a plain store of a cold output line costs), else a plain store. For
 // outputs larger than the cores' L2, which would leave the caches anyway; end the writer's work with
