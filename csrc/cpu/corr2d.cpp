@@ -25,6 +25,8 @@
 //                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
 //                (grad_input_tiled)
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
+//                stride 1, 17-64 output channels per group and 5x5 or larger (or >= 2048 rows of k): output
+//                channels as vector lanes over channels-last slabs (direct_oc.cpp, G1);
 //                <= 16 output channels per group (<= 64 with stride 1): positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
 //                on planes >= 28x28, 6x4 channel tiles over the positions in place
@@ -37,7 +39,8 @@
 // of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
 // thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
-// of grad_weight, one per fixed block of images; tiled: plus one packed copy of dY up to kSharedGyBytes).
+// of grad_weight, one per fixed block of images; channel lanes: one image's channels-last slab and dY, and
+// one grad_weight-sized buffer of partial sums; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
 // MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column
 // block (kSharedColBytes) or per-task tiles (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
@@ -528,6 +531,23 @@ constexpr int64_t kOcLanesMinMacs = int64_t(4) << 20;
 inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {
   if (!oc_lanes_applies(g) || g.og <= kFewChannels) return false;
   return forced || g.n * g.o * g.cg * g.kh * g.kw * g.ho * g.wo >= kOcLanesMinMacs;
+}
+
+// Where grad_weight takes the output-channels-as-lanes kernel (direct_oc.cpp, oc_lanes_grad_weight) over the
+// flat slabs: beyond kFewChannels output channels per group (LeNet's 16 stay on the flat kernel), stride 1
+// and up to kFlatChannels (the flat kernel's range), with 5x5 or larger kernels or a reduction of at least
+// kOcGwMinReduction taps x channels. gw only, 2 threads, ms, flat -> this kernel (same process, N = 1 / 8):
+// G1 2.26 -> 1.31 / 15.1 -> 8.8 (torch 1.36 / 8.3); 64->64 5x5 @28 1.54 -> 0.86 / 11.3 -> 7.1; 7x7 2.90 ->
+// 1.93 / 17.3 -> 10.7; 32->32 5x5 @28 0.36 -> 0.29 / 2.92 -> 2.12; 96->64 5x5 @14 1.07 -> 0.52 / 5.47 ->
+// 2.57; 256->32 3x3 @14 0.50 -> 0.23 / 3.94 -> 1.94. It loses on short reductions: 48->48 3x3 @28 0.19 ->
+// 0.34 / 1.96 -> 2.30; 32->32 3x3 @56 (1.2-1.6x); 128->48 3x3 @28 (K = 1152, three vectors of channels in a
+// four-vector tile: 1.2-1.9x); and with stride 2 (R6 1.2-1.4x, R1 3x). Forced "direct" takes it beyond
+// kFewChannels (any stride), so the conformance grid covers it.
+constexpr int64_t kOcGwMinTaps = 25, kOcGwMinReduction = 2048;
+inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
+  if (g.og <= kFewChannels || g.kh * g.kw == 1) return false;
+  return forced || (g.sh == 1 && g.sw == 1 && g.og <= kFlatChannels &&
+                    (g.kh * g.kw >= kOcGwMinTaps || g.cg * g.kh * g.kw >= kOcGwMinReduction));
 }
 
 inline bool rows_applies(const ConvGeom& g) {
@@ -1845,7 +1865,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, OcLanes, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
-enum class GradWeight { Flat, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradWeight { Flat, OcLanes, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
   GradInput gx;
@@ -1908,6 +1928,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
   p.gw = pw_gw                    ? GradWeight::PointwiseDirect
          : pointwise              ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
+         : algo != Algo::ImplicitGemm && oc_gw_preferred(g, algo == Algo::Direct) ? GradWeight::OcLanes
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
          : algo == Algo::Auto && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
@@ -2004,6 +2025,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
       grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     const scalar_t* xp = do_gw ? x.const_data_ptr<scalar_t>() : nullptr;
     if (do_gw && plan.gw == GradWeight::Flat) grad_weight_flat<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && plan.gw == GradWeight::OcLanes) oc_lanes_grad_weight<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (do_gw && plan.gw == GradWeight::Lanes) grad_weight_lanes<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (do_gw && plan.gw == GradWeight::Tiled) grad_weight_tiled<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (output_mask[2] && gb.numel() > 0) grad_bias_kernel<scalar_t>(gyp, gb.mutable_data_ptr<scalar_t>(), g);
@@ -2063,6 +2085,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(transposed_geometry(g), itemsize, true)); break;
   }
   switch (p.gw) {
+    case GradWeight::OcLanes:
+      out.emplace_back("output channels as vector lanes over a channels-last slab per image (direct_oc.cpp)",
+                       oc_lanes_grad_weight_workspace(g, itemsize));
+      break;
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
     case GradWeight::Lanes: out.emplace_back("positions as vector lanes over packed columns (grad_weight_lanes)", 2 * tiles); break;
     case GradWeight::Pointwise: out.emplace_back("per-image BLAS dY X^T (1x1)", 0); break;

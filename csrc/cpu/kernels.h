@@ -44,6 +44,10 @@ void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 template <typename T>  // the same on raw pointers (float, double; b may be null), e.g. grad_input's transposed problem
 void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g);
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
+// grad_weight with output channels as lanes (any stride, dilation, padding, groups); gw (O, Cg, kh, kw) written whole.
+template <typename T>
+void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g);
+int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize);
 
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).

@@ -634,6 +634,35 @@ def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grad_weight_channel_lanes(dtype):
+    # oc_lanes_grad_weight (direct_oc.cpp): output channels as lanes over channels-last slabs, 2 x 14 tiles
+    # up to 32 channels (fp32), else 4 x 6 (a partial last vector and tile of input channels). Auto takes it
+    # for stride 1 with 17-64 output channels and 5x5 (G1's kind); forced "direct" for any stride beyond 16
+    # channels. Both against the float64 reference, and auto bitwise equal to forced "direct".
+    cases = [  # n, c, o, h, w, k, stride, padding, dilation, groups, auto takes it
+        (2, 30, 24, 13, 17, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),
+        (3, 20, 50, 11, 9, (5, 5), (1, 1), (1, 3, 0, 2), (1, 2), 2, True),   # 25 channels per group
+        (2, 12, 40, 15, 14, (3, 3), (2, 1), (1, 0, 1, 1), (2, 1), 1, False),  # row stride 2: forced only (column stride 1 for "direct")
+        (1, 9, 70, 10, 12, (3, 2), (1, 1), (0, 1, 1, 0), (1, 1), 1, False),  # short reduction: forced only
+    ]
+    for n, c, o, h, w, k, stride, pad, dil, groups, auto in cases:
+        x = rand(n, c, h, w, seed=81, dtype=dtype)
+        wt = rand(o, c // groups, *k, seed=82, dtype=dtype)
+        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+        wd = wt.double().requires_grad_()
+        ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
+        gy = rand(*ref_y.shape, seed=83, dtype=dtype)
+        (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
+        gw = {a: ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups, [False, True, False], a)[1]
+              for a in ("auto", "direct")}
+        assert_rel_close(gw["direct"], ref_gw, 1e-12 if dtype == torch.float64 else 1e-5)
+        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups))
+        assert ("grad_weight: output channels as vector lanes" in text) == auto, text
+        if auto:
+            assert torch.equal(gw["auto"], gw["direct"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_winograd_one_image_per_work_item(dtype):
     # >= 8 images: the forward and grad_input run one image per work item (not the chunked passes); groups,
     # unequal dilation, against float64 F.conv2d
