@@ -1737,13 +1737,25 @@ const T* gy_matrix(const T* gy, const ConvGeom& g) {
   return m;
 }
 
+// Input channels per BLAS product of grad_input_columns_blas: the product's rows (channels x taps x
+// positions) within kGiBlasBytes, in a multiple of 4 equal blocks (two threads get equal shares; the block
+// only changes which rows one product computes, not any sum: results are bitwise the same). Larger products
+// than kColBytes allowed: R11 N=8 (18 -> 64 channels) 0.88-0.97x the time in two runs, R9 N=1 (37 -> 64)
+// about 0.9x (same process, interleaved; the machine's noise is about 5 %).
+constexpr int64_t kGiBlasBytes = 1024 * 1024;
+int64_t grad_input_blas_channels(const ConvGeom& g, int64_t np, int64_t itemsize) {
+  const int64_t most = std::max<int64_t>(1, kGiBlasBytes / (g.kh * g.kw * np * itemsize));
+  const int64_t blocks = std::min(g.cg, ((g.cg + most - 1) / most + 3) / 4 * 4);
+  return (g.cg + blocks - 1) / blocks;
+}
+
 template <typename T>
 void grad_input_columns_blas(const at::Tensor& gyt, const at::Tensor& wt, at::Tensor& gxt, const ConvGeom& g) {
   const int64_t khw = g.kh * g.kw, K = g.cg * khw, hw = g.ho * g.wo, np = g.n * hw, plane = g.h * g.w;
   const T* dy = gy_matrix<T>(gyt.const_data_ptr<T>(), g);
   const T* w = wt.const_data_ptr<T>();
   T* gx = gxt.mutable_data_ptr<T>();
-  const int64_t cb = std::max<int64_t>(1, std::min<int64_t>((g.cg + 1) / 2, kColBytes / (khw * np * (int64_t)sizeof(T))));
+  const int64_t cb = grad_input_blas_channels(g, np, sizeof(T));
   const int64_t blocks = (g.cg + cb - 1) / cb;
   const std::vector<Tap> taps = column_taps(g);
   const auto opts = gyt.options();
@@ -2079,7 +2091,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     case GradInput::Pointwise: out.emplace_back("per-image BLAS W^T dY (1x1)", 0); break;
     case GradInput::ColumnsBlas: out.emplace_back("BLAS W^T dY per channel block + col2im (grad_input_columns_blas)",
-                                                  (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
+                                                  (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) +
+                                                      at::get_num_threads() * g.kh * g.kw * g.n * g.ho * g.wo * itemsize *
+                                                          grad_input_blas_channels(g, g.n * g.ho * g.wo, itemsize)); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
     case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(transposed_geometry(g), itemsize, true)); break;
@@ -2096,7 +2110,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       out.emplace_back("6x4 channel tiles over positions in place (pointwise_grad_weight_direct)",
                        pointwise_gw_tiles(g) * kGwOB * kGwCB * (64 + itemsize)); break;
     case GradWeight::ColumnsBlas: out.emplace_back("BLAS dY cols^T per block of k (grad_weight_columns_blas)",
-                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) + tiles); break;
+                                                   (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) +
+                                                      at::get_num_threads() * g.kh * g.kw * g.n * g.ho * g.wo * itemsize *
+                                                          grad_input_blas_channels(g, g.n * g.ho * g.wo, itemsize)); break;
     case GradWeight::Tiled:
       if (grad_weight_splits_positions(g, itemsize)) {  // per-slab accumulators of the whole gw
         const int64_t K = g.cg * g.kh * g.kw, og_pad = (g.og + 2 * 64 / itemsize - 1) / (2 * 64 / itemsize) * (2 * 64 / itemsize);
