@@ -15,7 +15,8 @@ forward's 2*MACs (forward+backward: 3x). ratio = convkit / torch
 On a shared machine the rate the cores give moves during a run (here the probe read 230-360 GFLOP/s within
 one session), so a peak taken once at the start flatters or blames whatever runs later. The FMA probe is
 therefore also timed as one more variant of every case, interleaved with the kernels in the same rounds
-(PROBE_ITERS chains per call, about 5 ms at 455 GFLOP/s); its median is the row's fma_gflops_interleaved,
+(PROBE_ITERS chains per call, about 5 ms at 455 GFLOP/s); the median over all its calls in the case (warm-up
+and the repeats within each round included) is the row's fma_gflops_interleaved,
 and the table's "% FMA peak" is against it (pct_of_fma_interleaved; pct_of_fma keeps the start-of-run one).
 """
 from __future__ import annotations

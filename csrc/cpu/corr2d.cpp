@@ -18,8 +18,9 @@
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
-//                forward_depthwise for depthwise; the channel-lanes kernel where the forward would take it on
-//                the transposed problem, > 16 input channels per group: G1); 1x1 stride 1: the pointwise kernel of W^T where the
+//                forward_depthwise for depthwise; the channel-lanes kernel where oc_lanes_preferred holds for
+//                the transposed problem, i.e. > 16 input channels per group, with no upper bound on them
+//                (measured on G1 only); 1x1 stride 1: the pointwise kernel of W^T where the
 //                forward's rule holds for the transposed product (reduction over output channels), else
 //                per-image BLAS; the forward's column-block regime (columns_blas_applies): BLAS W^T dY per
 //                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
@@ -43,7 +44,8 @@
 // one grad_weight-sized buffer of partial sums; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
 // MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column
-// block (kSharedColBytes) or per-task tiles (kColBytes), and for several images one output-sized matrix (the forward's accumulator, dY packed); per
+// block (kSharedColBytes) or per-task tiles (kColBytes; grad_input's products up to kGiBlasBytes), and for
+// several images one output-sized matrix (the forward's accumulator, dY packed); per
 // image (forward_images_blas): one column block per thread (kImageColBytes). Pointwise kernel: the weights
 // packed in blocks of 6 rows, and one tail tile per thread; its grad_weight, 24 vector accumulators per 6x4
 // channel tile (the vectors at most 2 MiB in all) and 24 scalars. _C.corr2d_plan reports the choice and these sizes (convkit.explain).
@@ -542,7 +544,7 @@ inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {
 // 2.57; 256->32 3x3 @14 0.50 -> 0.23 / 3.94 -> 1.94. It loses on short reductions: 48->48 3x3 @28 0.19 ->
 // 0.34 / 1.96 -> 2.30; 32->32 3x3 @56 (1.2-1.6x); 128->48 3x3 @28 (K = 1152, three vectors of channels in a
 // four-vector tile: 1.2-1.9x); and with stride 2 (R6 1.2-1.4x, R1 3x). Forced "direct" takes it beyond
-// kFewChannels (any stride), so the conformance grid covers it.
+// kFewChannels (any row stride; "direct" needs column stride 1), so the conformance grid covers it.
 constexpr int64_t kOcGwMinTaps = 25, kOcGwMinReduction = 2048;
 inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
   if (g.og <= kFewChannels || g.kh * g.kw == 1) return false;
@@ -1722,7 +1724,8 @@ void forward_images_blas(const at::Tensor& xt, const at::Tensor& wt, const at::T
 //   grad_weight: a task owns rows [k0, k1) of the group: it packs those rows of the column matrix and
 //                writes gw[:, k0:k1] = dY (Og x positions) @ cols^T, one product.
 // dY is the (O x positions) matrix: dY itself for one image, else packed once (an output-sized copy).
-// Per-task buffers are bounded by kColBytes; the blocks depend on the shape only (deterministic results).
+// Per-task buffers: grad_weight's column block within kColBytes, grad_input's product within kGiBlasBytes;
+// the blocks depend on the shape only (deterministic results).
 template <typename T>
 const T* gy_matrix(const T* gy, const ConvGeom& g) {
   const int64_t hw = g.ho * g.wo, np = g.n * hw;
@@ -1743,10 +1746,20 @@ const T* gy_matrix(const T* gy, const ConvGeom& g) {
 // than kColBytes allowed: R11 N=8 (18 -> 64 channels) 0.88-0.97x the time in two runs, R9 N=1 (37 -> 64)
 // about 0.9x (same process, interleaved; the machine's noise is about 5 %).
 constexpr int64_t kGiBlasBytes = 1024 * 1024;
-int64_t grad_input_blas_channels(const ConvGeom& g, int64_t np, int64_t itemsize) {
+int64_t grad_input_blas_blocks(const ConvGeom& g, int64_t np, int64_t itemsize) {  // block b: [b cg / B, (b+1) cg / B)
   const int64_t most = std::max<int64_t>(1, kGiBlasBytes / (g.kh * g.kw * np * itemsize));
-  const int64_t blocks = std::min(g.cg, ((g.cg + most - 1) / most + 3) / 4 * 4);
+  return std::max<int64_t>(1, std::min(g.cg, ((g.cg + most - 1) / most + 3) / 4 * 4));
+}
+int64_t grad_input_blas_channels(const ConvGeom& g, int64_t np, int64_t itemsize) {  // the largest block
+  const int64_t blocks = grad_input_blas_blocks(g, np, itemsize);
   return (g.cg + blocks - 1) / blocks;
+}
+
+// Rows of k per task of grad_weight_columns_blas: whole channels, the task's column block within kColBytes,
+// at least two tasks per group.
+int64_t grad_weight_blas_rows(const ConvGeom& g, int64_t itemsize) {
+  const int64_t khw = g.kh * g.kw, K = g.cg * khw, np = g.n * g.ho * g.wo;
+  return std::max<int64_t>(khw, std::min<int64_t>((K + 1) / 2, kColBytes / (np * itemsize)) / khw * khw);
 }
 
 template <typename T>
@@ -1755,14 +1768,13 @@ void grad_input_columns_blas(const at::Tensor& gyt, const at::Tensor& wt, at::Te
   const T* dy = gy_matrix<T>(gyt.const_data_ptr<T>(), g);
   const T* w = wt.const_data_ptr<T>();
   T* gx = gxt.mutable_data_ptr<T>();
-  const int64_t cb = grad_input_blas_channels(g, np, sizeof(T));
-  const int64_t blocks = (g.cg + cb - 1) / cb;
+  const int64_t cb = grad_input_blas_channels(g, np, sizeof(T)), blocks = grad_input_blas_blocks(g, np, sizeof(T));
   const std::vector<Tap> taps = column_taps(g);
   const auto opts = gyt.options();
   at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> cbuf(cb * khw * np);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / blocks, c0 = (t % blocks) * cb, c1 = std::min(g.cg, c0 + cb);
+      const int64_t grp = t / blocks, c0 = t % blocks * g.cg / blocks, c1 = (t % blocks + 1) * g.cg / blocks;
       const int64_t k0 = c0 * khw, nk = (c1 - c0) * khw;
       at::Tensor cm = at::from_blob(cbuf.data(), {nk, np}, opts);
       const at::Tensor wblk = at::from_blob(const_cast<T*>(w) + grp * g.og * K + k0, {g.og, nk}, {K, 1}, opts);
@@ -1782,7 +1794,7 @@ void grad_weight_columns_blas(const at::Tensor& xt, const at::Tensor& gyt, at::T
   const T* dy = gy_matrix<T>(gyt.const_data_ptr<T>(), g);
   const T* x = xt.const_data_ptr<T>();
   T* gw = gwt.mutable_data_ptr<T>();
-  const int64_t kbw = std::max<int64_t>(khw, std::min<int64_t>((K + 1) / 2, kColBytes / (np * (int64_t)sizeof(T))) / khw * khw);
+  const int64_t kbw = grad_weight_blas_rows(g, sizeof(T));
   const int64_t blocks = (K + kbw - 1) / kbw;
   const std::vector<Tap> taps = column_taps(g);
   const auto opts = gyt.options();
@@ -2111,8 +2123,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                        pointwise_gw_tiles(g) * kGwOB * kGwCB * (64 + itemsize)); break;
     case GradWeight::ColumnsBlas: out.emplace_back("BLAS dY cols^T per block of k (grad_weight_columns_blas)",
                                                    (g.n > 1 ? g.o * g.ho * g.wo * g.n * itemsize : 0) +
-                                                      at::get_num_threads() * g.kh * g.kw * g.n * g.ho * g.wo * itemsize *
-                                                          grad_input_blas_channels(g, g.n * g.ho * g.wo, itemsize)); break;
+                                                      at::get_num_threads() * grad_weight_blas_rows(g, itemsize) *
+                                                          g.n * g.ho * g.wo * itemsize); break;
     case GradWeight::Tiled:
       if (grad_weight_splits_positions(g, itemsize)) {  // per-slab accumulators of the whole gw
         const int64_t K = g.cg * g.kh * g.kw, og_pad = (g.og + 2 * 64 / itemsize - 1) / (2 * 64 / itemsize) * (2 * 64 / itemsize);

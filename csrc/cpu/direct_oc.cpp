@@ -39,11 +39,16 @@ constexpr int64_t kSlabBytes = 256 * 1024;
 // >= 2 fp32 vectors), the slab's row pitch ld (whole tiles, and the padded input row) and its output rows
 // per task (within about kSlabBytes, but no more than a fair share of all rows for the threads: each
 // output is computed whole within one task, so the split does not change any result).
+// The register tile of both channel-lanes kernels: OBV vectors of output channels (2 up to two vectors, else 4)
+// x 14 or 6 (output columns in the forward, input channels in grad_weight): 28 or 24 of the 32 zmm registers.
+inline int64_t oc_vectors(const ConvGeom& g, int64_t lanes) { return (g.og + lanes - 1) / lanes >= 3 ? 4 : 2; }
+inline int64_t oc_tile_width(int64_t obv) { return obv == 4 ? 6 : 14; }
+
 struct OcPlan {
   int64_t obv, np, ld, span, rows_per_task;
 };
 OcPlan oc_plan(const ConvGeom& g, int64_t lanes, int64_t itemsize) {
-  const int64_t nvec = (g.og + lanes - 1) / lanes, obv = nvec >= 3 ? 4 : 2, np = obv == 4 ? 6 : 14;
+  const int64_t obv = oc_vectors(g, lanes), np = oc_tile_width(obv);
   const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
   const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
   const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize);  // (no channels: 0)
@@ -142,14 +147,14 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
 //   tile      OBV x CT accumulators (2 x 14 up to two vectors of channels, else 4 x 6), loaded from acc and
 //             stored back once per image. Per output position: OBV vector loads of d[p], CT broadcasts of
 //             contiguous slab values s[oh*sh + i*dh][ow*sw + j*dw][c .. c + CT) and OBV * CT FMAs.
-// Any stride, dilation, padding and groups. Summation order per gw element: images, then positions (oh, ow)
+// Any stride (make_plan sends it column stride 1 only), dilation, padding and groups. Summation order per gw element: images, then positions (oh, ow)
 // ascending, whatever the split: results do not depend on the thread count. Workspace: one image's slab
 // and d, and the acc buffer (about gw's size, rounded up to whole tiles).
 struct GwPlan {
   int64_t obv, ct, hp, wp, cgp, ogp, nob, nct;
 };
 GwPlan oc_gw_plan(const ConvGeom& g, int64_t lanes) {
-  const int64_t nvec = (g.og + lanes - 1) / lanes, obv = nvec >= 3 ? 4 : 2, ct = obv == 4 ? 6 : 14;
+  const int64_t nvec = (g.og + lanes - 1) / lanes, obv = oc_vectors(g, lanes), ct = oc_tile_width(obv);
   const int64_t nob = (nvec + obv - 1) / obv, nct = (g.cg + ct - 1) / ct;
   return {obv, ct, g.h + g.pt + g.pb, g.w + g.pl + g.pr, nct * ct, nob * obv * lanes, nob, nct};
 }

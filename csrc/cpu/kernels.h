@@ -44,7 +44,8 @@ void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 template <typename T>  // the same on raw pointers (float, double; b may be null), e.g. grad_input's transposed problem
 void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g);
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
-// grad_weight with output channels as lanes (any stride, dilation, padding, groups); gw (O, Cg, kh, kw) written whole.
+// grad_weight with output channels as lanes (any stride, dilation, padding, groups; make_plan uses it with column
+// stride 1); gw (O, Cg, kh, kw) written whole.
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g);
 int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize);
@@ -59,8 +60,6 @@ int64_t winograd_tiles_per_image(const ConvGeom& g);  // 4x4 tiles per image, ov
 int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
-// grad_input of a stride-1 3x3 layer, as the Winograd forward of the flipped, transposed weights in this
-// geometry (dY as the input).
 // grad_input for stride 1 as a forward problem: dY (channels O, Ho x Wo) correlated with the flipped,
 // transposed weights, padded by d (k - 1) - p, gives dX (C, H x W). Valid where every p <= d (k - 1).
 ConvGeom transposed_geometry(const ConvGeom& g);

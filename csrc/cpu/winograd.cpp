@@ -71,8 +71,9 @@ constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
 
 // U[xi][p] = (G g_p G^T)[xi] for the P = O*Cg kernels g_p (9 contiguous values each). A task owns blocks
 // of L kernels: it transposes them into 9 vectors (lanes = kernels; one stride-9 gather each) and computes
-// G g G^T with vector FMAs, storing 36 contiguous vectors. (The gathers replaced a scalar transpose: its
-// share of an R9 N=8 forward profile went 11.0 -> 9.9 %, the rest being the 36 streams of stores.) (A BLAS product with an inner dimension of 9 runs at a few GFLOP/s here.)
+// G g G^T with vector FMAs, storing 36 contiguous vectors. The gathers replaced a scalar transpose: the
+// transform's share of an R9 N=8 forward profile went 11.0 -> 9.9 %; the rest is its 36 streams of stores.
+// (A BLAS product with an inner dimension of 9 runs at a few GFLOP/s here.)
 template <typename T>
 void weight_transform(const T* w, int64_t P, T* u) {
   using V = typename Simd<T>::V;

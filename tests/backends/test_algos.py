@@ -613,22 +613,23 @@ def test_auto_takes_channel_lanes_on_a_g1_like_layer():
             convkit.explain(x.shape, wt.shape, padding=2, groups=groups))
 
 
-def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype):
     # stride 1, > 16 input channels per group and <= 64 output channels (G1's backward): grad_input is the
     # channel-lanes forward of the flipped, transposed weights on dY (grad_input_rows, GradInput::OcLanes);
     # auto equals forced "direct" bitwise and the float64 reference; asymmetric padding, 2 groups, dilation
-    x = rand(2, 40, 20, 23, seed=74, dtype=torch.float32)
+    x = rand(2, 40, 20, 23, seed=74, dtype=dtype)
     for groups, pad, dil in ((1, [2, 2, 2, 2], [1, 1]), (2, [1, 3, 0, 2], [1, 1]), (1, [2, 1, 2, 1], [2, 1])):
-        wt = rand(24, 40 // groups, 5, 3, seed=75, dtype=torch.float32)
+        wt = rand(24, 40 // groups, 5, 3, seed=75, dtype=dtype)
         xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1])).requires_grad_()
         ref_y = F.conv2d(xp, wt.double(), None, 1, 0, dil, groups)
-        gy = rand(*ref_y.shape, seed=76, dtype=torch.float32)
+        gy = rand(*ref_y.shape, seed=76, dtype=dtype)
         (ref_gxp,) = torch.autograd.grad(ref_y, xp, gy.double())
         ref_gx = ref_gxp[:, :, pad[0]:pad[0] + 20, pad[2]:pad[2] + 23]
         gx = {a: ops.corr2d_backward(gy, x, wt, [1, 1], pad, dil, groups, [True, False, False], a)[0]
               for a in ("auto", "direct")}
-        assert torch.equal(gx["auto"], gx["direct"])
-        assert_rel_close(gx["auto"], ref_gx)
+        assert torch.equal(gx["auto"], gx["direct"])  # (the same plan: explain, below, names it)
+        assert_rel_close(gx["auto"], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
         assert "grad_input: direct, output channels as vector lanes, of the flipped weights" in str(
             convkit.explain(x.shape, wt.shape, padding=tuple(pad), dilation=tuple(dil), groups=groups))
 
@@ -642,6 +643,7 @@ def test_grad_weight_channel_lanes(dtype):
     cases = [  # n, c, o, h, w, k, stride, padding, dilation, groups, auto takes it
         (2, 30, 24, 13, 17, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),
         (3, 20, 50, 11, 9, (5, 5), (1, 1), (1, 3, 0, 2), (1, 2), 2, True),   # 25 channels per group
+        (2, 16, 48, 12, 12, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),   # fp32: the 4 x 6 tile, a zero 4th vector
         (2, 12, 40, 15, 14, (3, 3), (2, 1), (1, 0, 1, 1), (2, 1), 1, False),  # row stride 2: forced only (column stride 1 for "direct")
         (1, 9, 70, 10, 12, (3, 2), (1, 1), (0, 1, 1, 0), (1, 1), 1, False),  # short reduction: forced only
     ]
