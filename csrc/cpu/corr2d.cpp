@@ -1357,7 +1357,8 @@ void grad_weight_lanes(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 // grad_input through the rows forward, for stride 1 and at most kFewChannels input channels or kFlatChannels
 // output channels per group: gx is
 // the correlation of dY, zero-padded by d*(k-1) - p, with the weights flipped in both axes and transposed
-// (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab.
+// (W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j] per group). Workspace: W' and the forward's slab (the
+// channel-lanes kernel flips W while packing it: no W').
 inline bool transposed_rows_padding_valid(const ConvGeom& g) {
   return g.sh == 1 && g.sw == 1 && g.pt <= g.dh * (g.kh - 1) && g.pb <= g.dh * (g.kh - 1) &&
          g.pl <= g.dw * (g.kw - 1) && g.pr <= g.dw * (g.kw - 1);
@@ -1386,6 +1387,7 @@ namespace {
 template <typename T>
 void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g, bool oc_lanes) {
   const ConvGeom t = transposed_geometry(g);
+  if (oc_lanes) return oc_lanes_forward<T>(gy, w, nullptr, gx, t, /*flipped=*/true);  // flips as it packs
   const int64_t khw = g.kh * g.kw;
   T* wt = call_workspace<T>(kWsFlippedWeights, g.o * g.cg * khw);
   for (int64_t grp = 0; grp < g.groups; ++grp)
@@ -1393,9 +1395,7 @@ void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g, bool oc_
       for (int64_t c = 0; c < g.cg; ++c)
         for (int64_t q = 0; q < khw; ++q)
           wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
-  if (oc_lanes)
-    oc_lanes_forward<T>(gy, wt, nullptr, gx, t);
-  else if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
+  if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
     forward_depthwise<T>(gy, wt, nullptr, gx, t);
   else
     forward_rows<T>(gy, wt, nullptr, gx, t);
@@ -2096,7 +2096,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
     case GradInput::OcLanes:
       out.emplace_back("direct, output channels as vector lanes, of the flipped weights (direct_oc.cpp)",
-                       wbytes + oc_lanes_workspace(transposed_geometry(g), itemsize));
+                       oc_lanes_workspace(transposed_geometry(g), itemsize));  // flipped as they are packed
       break;
     case GradInput::PointwiseRows:
       out.emplace_back("1x1 direct: W^T dY reading dY in place (forward_pointwise_rows)", pointwise_workspace(g, true, itemsize));

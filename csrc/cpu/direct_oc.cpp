@@ -89,18 +89,26 @@ void oc_tile_run(const T* s, int64_t sc, int64_t si, int64_t sj, int64_t cg, int
 }
 
 template <typename T, int OBV, int NP>
-void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
   constexpr int64_t L = Simd<T>::L, CB = OBV * L;  // channels per block
   const int64_t khw = g.kh * g.kw, blocks = (g.og + CB - 1) / CB;
-  // packed weights and bias, zero past each group's channels
+  // packed weights and bias, zero past each group's channels; flipped: w is the original layer's weights
+  // (cg x og x kh x kw per group), read flipped and transposed as they are packed
   std::vector<T> wp(g.groups * blocks * g.cg * khw * CB, T(0)), bp(g.groups * blocks * CB, T(0));
   at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gb = begin; gb < end; ++gb) {
       const int64_t grp = gb / blocks, o0 = gb % blocks * CB, no = std::min(CB, g.og - o0);
       T* dst = wp.data() + gb * g.cg * khw * CB;
       for (int64_t o = 0; o < no; ++o) {
-        const T* src = w + (grp * g.og + o0 + o) * g.cg * khw;
-        for (int64_t k = 0; k < g.cg * khw; ++k) dst[k * CB + o] = src[k];
+        if (flipped) {
+          for (int64_t c = 0; c < g.cg; ++c) {
+            const T* src = w + ((grp * g.cg + c) * g.og + o0 + o) * khw;
+            for (int64_t q = 0; q < khw; ++q) dst[(c * khw + q) * CB + o] = src[khw - 1 - q];
+          }
+        } else {
+          const T* src = w + (grp * g.og + o0 + o) * g.cg * khw;
+          for (int64_t k = 0; k < g.cg * khw; ++k) dst[k * CB + o] = src[k];
+        }
         if (b) bp[gb * CB + o] = b[grp * g.og + o0 + o];
       }
     }
@@ -256,11 +264,11 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
 }
 
 template <typename T>
-void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
+void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
   if (oc_plan(g, Simd<T>::L, sizeof(T)).obv == 4)
-    forward_oc<T, 4, 6>(x, w, b, y, g);
+    forward_oc<T, 4, 6>(x, w, b, y, g, flipped);
   else
-    forward_oc<T, 2, 14>(x, w, b, y, g);
+    forward_oc<T, 2, 14>(x, w, b, y, g, flipped);
 }
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
@@ -278,14 +286,15 @@ int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
   return (p.hp * p.wp * p.cgp + g.ho * g.wo * p.ogp + g.groups * p.ogp * p.cgp * g.kh * g.kw) * itemsize;
 }
 
-template void oc_lanes_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&);
-template void oc_lanes_forward<double>(const double*, const double*, const double*, double*, const ConvGeom&);
+template void oc_lanes_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, bool);
+template void oc_lanes_forward<double>(const double*, const double*, const double*, double*, const ConvGeom&, bool);
 
 void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "convkit_oc_lanes_cpu", [&] {
     oc_lanes_forward<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                               b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g);
+                               b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y.mutable_data_ptr<scalar_t>(), g,
+                               /*flipped=*/false);
   });
 }
 

@@ -41,8 +41,10 @@ struct ConvGeom;
 bool oc_lanes_applies(const ConvGeom& g);
 void oc_lanes_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
-template <typename T>  // the same on raw pointers (float, double; b may be null), e.g. grad_input's transposed problem
-void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g);
+// The same on raw pointers (float, double; b may be null). flipped: g is grad_input's transposed problem
+// (transposed_geometry) and w the original layer's weights, flipped and transposed while they are packed.
+template <typename T>
+void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped);
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
 // grad_weight with output channels as lanes (any stride, dilation, padding, groups; make_plan uses it with column
 // stride 1); gw (O, Cg, kh, kw) written whole.
