@@ -15,6 +15,8 @@
 //                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
 //                (forward_columns_blas); the same with more positions on >= 2 images x groups (R6 at N=8):
 //                per-image BLAS products of per-thread column blocks (forward_images_blas);
+//                column stride 2 beyond 16 output channels per group and 4 M multiply-adds (not 1x1): output
+//                channels as vector lanes (direct_oc.cpp; R1, D1);
 //                else implicit GEMM over packed column tiles (forward_tiled)
 //   grad_input   where the forward would be Winograd: Winograd of the flipped, transposed weights; stride 1 and <= 16
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
@@ -1923,6 +1925,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
           : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
           : algo == Algo::Auto && images_blas_applies(g) ? Fwd::ImagesBlas
+          : algo == Algo::Auto && g.sw == 2 && oc_lanes_preferred(g, false) ? Fwd::OcLanes
                                             : Fwd::Tiled;
   if (algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, true))
     p.gx = GradInput::PointwiseRows;

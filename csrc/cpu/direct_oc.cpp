@@ -7,13 +7,17 @@
 //   task      one image, group and block of output rows: it copies the input rows they read into a
 //             zero-padded slab (slab[c][r][col], col = iw + pl, wide enough for whole tiles), then for each
 //             output row, tile of NP output columns and block of channels runs the register tile below.
-//   tile      OBV x NP accumulators (OBV vectors of output channels x NP output columns: 2 x 14 up to two
-//             vectors of channels, else 4 x 6; 28 or 24 of the 32 zmm registers), initialised with the bias. Per tap (c, i, j) ascending:
-//             OBV vector loads of packed weights, NP broadcasts of input values from the slab row, and
-//             OBV * NP FMAs. The whole reduction stays in registers; the tile is transposed into y's
-//             columns once at the end (columns past Wo, computed on the slab's zero tail, are dropped).
-// Column stride 1 (the broadcasts' offsets are constants); any row stride, dilation, padding and groups. Used
-// beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred).
+//   tile      OBV x NP accumulators (OBV = 2 vectors of output channels x NP = 14 output columns: 28 of the 32
+//             zmm registers), initialised with the bias. Per tap (c, i, j) ascending: OBV vector loads of
+//             packed weights, NP broadcasts of input values from the slab row (every SW-th value), and OBV *
+//             NP FMAs. The whole reduction stays in registers; the tile is transposed in registers into y's
+//             rows once at the end (store_lanes_transposed: masked stores of the columns below Wo; the
+//             columns past it, computed on the slab's zero tail, are dropped). With 64 channels a 4 x 6 tile
+//             (fewer loads per FMA) was slower everywhere measured, 0.69-0.91x the time of 2 x 14 (R1, 64->64
+//             5x5 and 7x7 @28, 96->64 5x5 @14, R6): its weight block (4 vectors a tap) leaves L1.
+// Column stride 1 or 2 (a template parameter: the broadcasts' offsets are constants); any row stride,
+// dilation, padding and groups. Used beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred;
+// column stride 2 where no BLAS path applies, e.g. the ResNet stem R1 and D1).
 // Summation order per output: bias, then (c, i, j) ascending, whatever the split: results do not depend on
 // the thread count. Workspace: the packed weights and one slab per thread (about kSlabBytes, more where one
 // row block of the input needs more).
@@ -34,22 +38,22 @@ namespace {
 
 constexpr int64_t kSlabBytes = 256 * 1024;
 
-// The kernel's shape for one call, with vectors of `lanes` values of `itemsize` bytes: OBV vectors of output
-// channels per block and NP output columns per tile (OBV * NP accumulators; callers have > 16 channels, so
-// >= 2 fp32 vectors), the slab's row pitch ld (whole tiles, and the padded input row) and its output rows
-// per task (within about kSlabBytes, but no more than a fair share of all rows for the threads: each
-// output is computed whole within one task, so the split does not change any result).
-// The register tile of both channel-lanes kernels: OBV vectors of output channels (2 up to two vectors, else 4)
-// x 14 or 6 (output columns in the forward, input channels in grad_weight): 28 or 24 of the 32 zmm registers.
+// The register tile of grad_weight's channel-lanes kernel: OBV vectors of output channels (2 up to two vectors,
+// else 4) x 14 or 6 input channels: 28 or 24 of the 32 zmm registers. The forward's is always 2 x 14 (above).
 inline int64_t oc_vectors(const ConvGeom& g, int64_t lanes) { return (g.og + lanes - 1) / lanes >= 3 ? 4 : 2; }
 inline int64_t oc_tile_width(int64_t obv) { return obv == 4 ? 6 : 14; }
 
+// The kernel's shape for one call, with values of `itemsize` bytes: OBV = 2 vectors of output channels per
+// block and NP = 14 output columns per tile, the slab's row pitch ld (whole tiles at the column stride, and
+// the padded input row) and its output rows per task (within about kSlabBytes, but no more than a fair share
+// of all rows for the threads: each output is computed whole within one task, so the split does not change
+// any result).
 struct OcPlan {
   int64_t obv, np, ld, span, rows_per_task;
 };
-OcPlan oc_plan(const ConvGeom& g, int64_t lanes, int64_t itemsize) {
-  const int64_t obv = oc_vectors(g, lanes), np = oc_tile_width(obv);
-  const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) + (g.kw - 1) * g.dw + 1);
+OcPlan oc_plan(const ConvGeom& g, int64_t itemsize) {
+  const int64_t obv = 2, np = oc_tile_width(obv);
+  const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) * g.sw + (g.kw - 1) * g.dw + 1);
   const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
   const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize);  // (no channels: 0)
   const int64_t want = 4 * at::get_num_threads();
@@ -58,11 +62,11 @@ OcPlan oc_plan(const ConvGeom& g, int64_t lanes, int64_t itemsize) {
   return {obv, np, ld, span, rb};
 }
 
-// acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * sj + p], then
-// out[(v * L + lane) * NP + p] = acc[v][p][lane].
-template <typename T, int OBV, int NP>
+// acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * SW * p + j * sj], then
+// y[(v * L + lane) * plane + p] = acc[v][p][lane] for the block's no channels and cnt <= NP positions.
+template <typename T, int OBV, int NP, int SW>
 void oc_tile_run(const T* s, int64_t sc, int64_t si, int64_t sj, int64_t cg, int64_t kh, int64_t kw, const T* wp,
-                 const T* bias, T* out) {
+                 const T* bias, T* y, int64_t plane, int64_t no, int64_t cnt) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   V acc[OBV][NP];
@@ -74,21 +78,19 @@ void oc_tile_run(const T* s, int64_t sc, int64_t si, int64_t sj, int64_t cg, int
     for (int64_t i = 0; i < kh; ++i) {
       const T* row = s + c * sc + i * si;
       for (int64_t j = 0; j < kw; ++j, wp += OBV * L) {
-        const T* q = row + j * sj;
+        const T* q = row + j * sj;  // the tile's broadcasts: q[0], q[SW], ...
         V wv[OBV];
         for (int v = 0; v < OBV; ++v) wv[v] = vload(wp + v * L);
         for (int p = 0; p < NP; ++p) {
-          const V xb = splat<T>(q[p]);
+          const V xb = splat<T>(q[p * SW]);
           for (int v = 0; v < OBV; ++v) acc[v][p] += wv[v] * xb;
         }
       }
     }
-  for (int v = 0; v < OBV; ++v)
-    for (int p = 0; p < NP; ++p)
-      for (int64_t l = 0; l < L; ++l) out[(v * L + l) * NP + p] = acc[v][p][l];
+  store_lanes_transposed<T, OBV, NP>(acc, y, plane, no, cnt);
 }
 
-template <typename T, int OBV, int NP>
+template <typename T, int OBV, int NP, int SW>
 void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
   constexpr int64_t L = Simd<T>::L, CB = OBV * L;  // channels per block
   const int64_t khw = g.kh * g.kw, blocks = (g.og + CB - 1) / CB;
@@ -113,11 +115,11 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
       }
     }
   });
-  const OcPlan plan = oc_plan(g, L, sizeof(T));
+  const OcPlan plan = oc_plan(g, sizeof(T));
   const int64_t ld = plan.ld, span = plan.span, rb = plan.rows_per_task;
   const int64_t rblocks = (g.ho + rb - 1) / rb, plane = g.ho * g.wo;
   at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> slab, out(CB * NP);
+    std::vector<T> slab;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t oh0 = t % rblocks * rb, oh1 = std::min(g.ho, oh0 + rb);
       const int64_t grp = (t / rblocks) % g.groups, n = t / (rblocks * g.groups);
@@ -131,11 +133,9 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
         T* yb = y + (n * g.o + grp * g.og + o0) * plane;
         for (int64_t oh = oh0; oh < oh1; ++oh)
           for (int64_t ow0 = 0; ow0 < g.wo; ow0 += NP) {
-            oc_tile_run<T, OBV, NP>(slab.data() + (oh - oh0) * g.sh * ld + ow0, c_ld, g.dh * ld, g.dw, g.cg, g.kh,
-                                    g.kw, wb, bb, out.data());
-            const int64_t cnt = std::min<int64_t>(NP, g.wo - ow0);
-            for (int64_t o = 0; o < no; ++o)
-              std::copy(out.data() + o * NP, out.data() + o * NP + cnt, yb + o * plane + oh * g.wo + ow0);
+            oc_tile_run<T, OBV, NP, SW>(slab.data() + (oh - oh0) * g.sh * ld + ow0 * SW, c_ld, g.dh * ld, g.dw, g.cg,
+                                        g.kh, g.kw, wb, bb, yb + oh * g.wo + ow0, plane, no,
+                                        std::min<int64_t>(NP, g.wo - ow0));
           }
       }
     }
@@ -253,11 +253,11 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 
 }  // namespace
 
-bool oc_lanes_applies(const ConvGeom& g) { return g.sw == 1 && g.kh * g.kw > 1; }
+bool oc_lanes_applies(const ConvGeom& g) { return (g.sw == 1 || g.sw == 2) && g.kh * g.kw > 1; }
 
 // The packed weights (whole blocks) and, per thread, one slab of a task's input rows (at least one row block).
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
-  const OcPlan p = oc_plan(g, 64 / itemsize, itemsize);
+  const OcPlan p = oc_plan(g, itemsize);
   const int64_t cb = p.obv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
   const int64_t slab = g.cg * ((std::min(g.ho, p.rows_per_task) - 1) * g.sh + p.span) * p.ld * itemsize;
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
@@ -265,10 +265,10 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
 
 template <typename T>
 void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
-  if (oc_plan(g, Simd<T>::L, sizeof(T)).obv == 4)
-    forward_oc<T, 4, 6>(x, w, b, y, g, flipped);
+  if (g.sw == 2)
+    forward_oc<T, 2, 14, 2>(x, w, b, y, g, flipped);
   else
-    forward_oc<T, 2, 14>(x, w, b, y, g, flipped);
+    forward_oc<T, 2, 14, 1>(x, w, b, y, g, flipped);
 }
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {

@@ -232,6 +232,52 @@ inline void add_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t 
 #endif
 }
 
+// Stores a register tile with positions as vectors and channels as lanes into channel-major rows:
+// y[(v * L + l) * ld + p] = acc[v][p][l] for channels v * L + l < no and positions p < cnt (cnt <= NP).
+// fp32 with AVX-512 and NP <= 16: per vector of channels a 16 x 16 in-register transpose (64 shuffles; rows
+// past NP are zero) and one masked store of cnt positions per channel, in place of L * NP scalar stores and
+// a copy per channel (the channel-lanes forward's tiles, direct_oc.cpp); else scalar.
+template <typename T, int OBV, int NP>
+inline void store_lanes_transposed(const typename Simd<T>::V (&acc)[OBV][NP], T* y, int64_t ld, int64_t no,
+                                   int64_t cnt) {
+  constexpr int64_t L = Simd<T>::L;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value && NP <= 16) {
+    const __mmask16 m = lanes_mask<float>(cnt);
+    for (int v = 0; v < OBV && v * L < no; ++v) {
+      __m512 r[16], t[16];
+      for (int p = 0; p < 16; ++p) r[p] = p < NP ? (__m512)acc[v][p] : _mm512_setzero_ps();
+      for (int p = 0; p < 16; p += 2) {  // pairs of rows interleaved per 128-bit lane
+        t[p] = _mm512_unpacklo_ps(r[p], r[p + 1]);
+        t[p + 1] = _mm512_unpackhi_ps(r[p], r[p + 1]);
+      }
+      for (int p = 0; p < 16; p += 4) {  // groups of 4 rows: r[p] = column 4q + 0 (per 128-bit lane q), ...
+        r[p] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[p]), _mm512_castps_pd(t[p + 2])));
+        r[p + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[p]), _mm512_castps_pd(t[p + 2])));
+        r[p + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[p + 1]), _mm512_castps_pd(t[p + 3])));
+        r[p + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[p + 1]), _mm512_castps_pd(t[p + 3])));
+      }
+      // r[4g + k] holds rows 4g..4g+3 of columns k, k + 4, k + 8, k + 12 (one per 128-bit lane)
+      for (int k = 0; k < 4; ++k) {
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+        t[k] = _mm512_shuffle_f32x4(a, c, 0x88);       // column k
+        t[k + 8] = _mm512_shuffle_f32x4(a, c, 0xdd);   // column k + 8
+        t[k + 4] = _mm512_shuffle_f32x4(b, d, 0x88);   // column k + 4
+        t[k + 12] = _mm512_shuffle_f32x4(b, d, 0xdd);  // column k + 12
+      }
+      const int64_t nl = no - v * L < L ? no - v * L : L;
+      for (int64_t l = 0; l < nl; ++l) _mm512_mask_storeu_ps(y + (v * L + l) * ld, m, t[l]);
+    }
+    return;
+  }
+#endif
+  for (int v = 0; v < OBV; ++v)
+    for (int64_t l = 0; l < L && v * L + l < no; ++l)
+      for (int64_t p = 0; p < cnt; ++p) y[(v * L + l) * ld + p] = acc[v][p][l];
+}
+
 // dst[q * dld + r] = src[r * ld + q] for r in [0, 8), q in [0, n): 8 rows into [q][8] groups (grad_weight's
 // column panels, dld = 8; its dY panels, dld = TW). With AVX-512 one gather per 16 (fp32: 2 columns, stored
 // as two halves) or 8 (fp64: 1 column) elements. The scalar loops these replaced were about a quarter of

@@ -598,8 +598,8 @@ def test_auto_forward_equals_its_chosen_algorithm(shape):
 def test_auto_takes_channel_lanes_on_a_g1_like_layer():
     # beyond 16 output channels per group, 5x5 (G1's kind, >= 4 M multiply-adds): auto's forward is the
     # output-channels-as-lanes kernel (direct_oc.cpp), which forced "direct" also takes; bitwise equal, and
-    # within the float32 accuracy target, with 40 channels (the 4x6 tile: a partial third vector, a zero
-    # fourth) and 2 groups of 18 (the 2x14 tile)
+    # within the float32 accuracy target, with 40 channels (2 x 14 tiles in two blocks: the second has 8
+    # channels, a partial first vector and no second) and 2 groups of 18 (a partial second vector)
     x = rand(2, 48, 20, 23, seed=71, dtype=torch.float32)
     for o, groups in ((40, 1), (36, 2)):
         wt = rand(o, 48 // groups, 5, 5, seed=72, dtype=torch.float32)
@@ -611,6 +611,42 @@ def test_auto_takes_channel_lanes_on_a_g1_like_layer():
         assert_rel_close(ys["auto"], F.conv2d(x.double(), wt.double(), b.double(), 1, 2, 1, groups))
         assert "forward: direct, output channels as vector lanes" in str(
             convkit.explain(x.shape, wt.shape, padding=2, groups=groups))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_takes_channel_lanes_for_column_stride_2(dtype, threads):
+    # column stride 2 beyond 16 output channels per group and 4 M multiply-adds, where no BLAS path applies
+    # (the ResNet stem R1, D1): auto's forward is the channel-lanes kernel with every other column broadcast
+    # (forward_oc<..., SW = 2>); fp32 stores its tiles through the in-register 16 x 16 transpose
+    # (store_lanes_transposed), fp64 through the scalar loop. Against float64 F.conv2d, and bitwise the same
+    # at 1 and 2 threads. Cases: an R1-like stem (7x7, 3 -> 64, a 9-column tail tile), row stride 1 with 2
+    # groups of 20 channels, dilation and asymmetric padding, and D1's kind (one input channel, 5x20).
+    cases = [  # n, c, o, h, w, k, stride, padding (t, b, l, r), dilation, groups
+        (1, 3, 64, 40, 45, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+        (2, 16, 40, 33, 60, (5, 3), (1, 2), (1, 3, 0, 2), (2, 1), 2),
+        (2, 1, 32, 41, 120, (5, 20), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ]
+    for n, c, o, h, w, k, stride, pad, dil, groups in cases:
+        x = rand(n, c, h, w, seed=91, dtype=dtype)
+        wt = rand(o, c // groups, *k, seed=92, dtype=dtype)
+        b = rand(o, seed=93, dtype=dtype)
+        ref = F.conv2d(F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1])), wt.double(), b.double(), stride, 0,
+                       dil, groups)
+        ho, wo = ref.shape[2:]
+        assert n * o * (c // groups) * k[0] * k[1] * ho * wo >= 4 << 20
+        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=pad, dilation=dil, groups=groups))
+        assert "forward: direct, output channels as vector lanes" in text, text
+        ys = []
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            ys.append(ops.corr2d(x, wt, b, list(stride), list(pad), list(dil), groups, "auto"))
+        assert torch.equal(ys[0], ys[1])
+        assert_rel_close(ys[0], ref, 1e-12 if dtype == torch.float64 else 1e-5)
+        # the path this replaced (forward_tiled) agrees within rounding
+        assert_rel_close(ops.corr2d(x, wt, b, list(stride), list(pad), list(dil), groups, "implicit_gemm"), ref,
+                         1e-12 if dtype == torch.float64 else 1e-5)
+    if dtype == torch.float64:
+        torch.library.opcheck(ops.corr2d.default, (x, wt, b, list(stride), list(pad), list(dil), groups, "auto"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
