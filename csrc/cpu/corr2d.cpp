@@ -383,9 +383,30 @@ T* pack_w_panels(const T* w, const ConvGeom& g) {
       const int64_t grp = pb / nob, o0 = (pb % nob) * OB, nr = std::min<int64_t>(OB, g.og - o0);
       const T* src = w + (grp * g.og + o0) * K;
       T* dst = o + pb * K * OB;
-      for (int64_t k = 0; k < K; ++k, dst += OB) {
-        for (int64_t r = 0; r < nr; ++r) dst[r] = src[r * K + k];
-        for (int64_t r = nr; r < OB; ++r) dst[r] = T(0);
+      // blocks of L rows of k x NB channels, transposed in registers (store_lanes_transposed) in place of a
+      // scalar loop over OB strided streams (R11 N=8 through forward_tiled: 0.94x the time)
+      using V = typename Simd<T>::V;
+      constexpr int64_t L = Simd<T>::L;
+      constexpr int NB = OB < 16 ? OB : 16;
+      static_assert(OB % NB == 0, "pack_w_panels: OB must be a multiple of its transpose block");
+      for (int64_t k0 = 0; k0 < K; k0 += L) {
+        const int64_t nk = std::min(L, K - k0);
+        for (int64_t r0 = 0; r0 < OB; r0 += NB) {
+          V rows[1][NB];
+          for (int p = 0; p < NB; ++p) {
+            const int64_t r = r0 + p;
+            if (r >= nr) {
+              rows[0][p] = V{};
+            } else if (nk == L) {
+              rows[0][p] = vload(src + r * K + k0);
+            } else {
+              T tmp[L] = {};
+              std::copy(src + r * K + k0, src + r * K + k0 + nk, tmp);
+              rows[0][p] = vload(tmp);
+            }
+          }
+          store_lanes_transposed<T, 1, NB>(rows, dst + k0 * OB + r0, OB, nk, NB);
+        }
       }
     }
   });

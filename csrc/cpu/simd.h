@@ -236,7 +236,8 @@ inline void add_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t 
 // y[(v * L + l) * ld + p] = acc[v][p][l] for channels v * L + l < no and positions p < cnt (cnt <= NP).
 // fp32 with AVX-512 and NP <= 16: per vector of channels a 16 x 16 in-register transpose (64 shuffles; rows
 // past NP are zero) and one masked store of cnt positions per channel, in place of L * NP scalar stores and
-// a copy per channel (the channel-lanes forward's tiles, direct_oc.cpp); else scalar.
+// a copy per channel (the channel-lanes forward's tiles, direct_oc.cpp; with OBV = 1 and rows of k as lanes,
+// forward_tiled's weight panels, corr2d.cpp pack_w_panels); else scalar.
 template <typename T, int OBV, int NP>
 inline void store_lanes_transposed(const typename Simd<T>::V (&acc)[OBV][NP], T* y, int64_t ld, int64_t no,
                                    int64_t cnt) {
