@@ -385,6 +385,13 @@ T* pack_w_panels(const T* w, const ConvGeom& g) {
       T* dst = o + pb * K * OB;
       // blocks of L rows of k x NB channels, transposed in registers (store_lanes_transposed) in place of a
       // scalar loop over OB strided streams (R11 N=8 through forward_tiled: 0.94x the time)
+      if constexpr (OB == 1) {  // one channel: a copy
+        if (nr == 1)
+          std::copy(src, src + K, dst);
+        else
+          std::fill(dst, dst + K, T(0));
+        continue;
+      }
       using V = typename Simd<T>::V;
       constexpr int64_t L = Simd<T>::L;
       constexpr int NB = OB < 16 ? OB : 16;
@@ -545,12 +552,18 @@ bool is_pointwise(const ConvGeom& g) {
 }
 
 constexpr int64_t kRowsForwardChannels = 32;
-// Where the output-channels-as-lanes kernel (direct_oc.cpp) replaces the rows kernel: more than kFewChannels
-// output channels per group (not 1x1, column stride 1); "auto" also wants at least kOcLanesMinMacs
+// Where the output-channels-as-lanes kernel (direct_oc.cpp) replaces the rows kernel (column stride 1) or,
+// with column stride 2 outside the BLAS regimes, forward_tiled: more than kFewChannels output channels per
+// group (not 1x1); "auto" also wants at least kOcLanesMinMacs
 // multiply-adds, below which its weight packing costs more than it saves. 2 threads, ms, rows -> this
 // kernel (same process): G1 N=1 2.10 -> 1.54, N=8 15.9 -> 7.9 (torch 7.7); 64->64 5x5 @28 N=1 1.11 -> 1.09,
 // N=8 8.86 -> 6.63; 64->64 7x7 @28 N=8 19.6 -> 14.1; 128->48 3x3 @28 N=1 0.54 -> 0.50, N=8 2.92 -> 2.80;
 // 32->32 3x3 @56 N=1 0.42 -> 0.39, N=8 2.33 -> 2.21; X4 N=8 0.28 -> 0.23 but N=1 (1.8 M MACs) 0.032 -> 0.042.
+// Column stride 2 (2x14 tile, every other column broadcast), ms, forward_tiled -> this kernel, N = 1 / 8 (same
+// process): R1 1.49 -> 1.32 / 12.8 -> 9.9; D1 1.17 -> 0.72 / 9.6 -> 6.2; 32->64 3x3 @112 0.77 -> 0.63 / 5.9 ->
+// 4.6; 32->96 3x3 @112 1.20 -> 0.98 / 8.9 -> 7.8; 48->128 3x3 @56 0.73 -> 0.57 / 4.0 -> 3.5; 32->64 5x5 @56
+// 1.07 -> 0.70 / 6.2 -> 4.2; 16->256 3x3 @56 0.32 -> 0.34 / 2.41 -> 2.32 (level). Where the BLAS regimes apply
+// (>= 128 output channels and >= 512 rows of k) they stay: 256->512 3x3 @28 was 1.1-1.9x slower here.
 constexpr int64_t kOcLanesMinMacs = int64_t(4) << 20;
 
 inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {

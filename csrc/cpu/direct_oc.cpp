@@ -62,7 +62,7 @@ OcPlan oc_plan(const ConvGeom& g, int64_t itemsize) {
   return {obv, np, ld, span, rb};
 }
 
-// acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * SW * p + j * sj], then
+// acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * sj + SW * p], then
 // y[(v * L + lane) * plane + p] = acc[v][p][lane] for the block's no channels and cnt <= NP positions.
 template <typename T, int OBV, int NP, int SW>
 void oc_tile_run(const T* s, int64_t sc, int64_t si, int64_t sj, int64_t cg, int64_t kh, int64_t kw, const T* wp,

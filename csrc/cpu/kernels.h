@@ -35,7 +35,7 @@ at::Tensor pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& 
                                at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
                                bool count_include_pad, c10::optional<int64_t> divisor_override);
 
-// Direct convolution with output channels as vector lanes (direct_oc.cpp): column stride 1, not 1x1; x, w
+// Direct convolution with output channels as vector lanes (direct_oc.cpp): column stride 1 or 2, not 1x1; x, w
 // (and b if defined) contiguous in the compute dtype, y preallocated. Workspace: packed weights and slabs.
 struct ConvGeom;
 bool oc_lanes_applies(const ConvGeom& g);

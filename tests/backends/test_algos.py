@@ -617,14 +617,15 @@ def test_auto_takes_channel_lanes_on_a_g1_like_layer():
 def test_auto_takes_channel_lanes_for_column_stride_2(dtype, threads):
     # column stride 2 beyond 16 output channels per group and 4 M multiply-adds, where no BLAS path applies
     # (the ResNet stem R1, D1): auto's forward is the channel-lanes kernel with every other column broadcast
-    # (forward_oc<..., SW = 2>); fp32 stores its tiles through the in-register 16 x 16 transpose
-    # (store_lanes_transposed), fp64 through the scalar loop. Against float64 F.conv2d, and bitwise the same
+    # (forward_oc<..., SW = 2>); with AVX-512, fp32 stores its tiles through the in-register 16 x 16
+    # transpose (store_lanes_transposed), fp64 through the scalar loop. Against float64 F.conv2d, and bitwise the same
     # at 1 and 2 threads. Cases: an R1-like stem (7x7, 3 -> 64, a 9-column tail tile), row stride 1 with 2
     # groups of 20 channels, dilation and asymmetric padding, and D1's kind (one input channel, 5x20).
     cases = [  # n, c, o, h, w, k, stride, padding (t, b, l, r), dilation, groups
         (1, 3, 64, 40, 45, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
         (2, 16, 40, 33, 60, (5, 3), (1, 2), (1, 3, 0, 2), (2, 1), 2),
         (2, 1, 32, 41, 120, (5, 20), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+        (2, 16, 40, 40, 64, (3, 5), (2, 2), (1, 1, 4, 4), (1, 2), 1),  # column dilation; a block of 8 channels
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups in cases:
         x = rand(n, c, h, w, seed=91, dtype=dtype)
