@@ -48,18 +48,19 @@ inline int64_t oc_tile_width(int64_t obv) { return obv == 4 ? 6 : 14; }
 // the padded input row) and its output rows per task (within about kSlabBytes, but no more than a fair share
 // of all rows for the threads: each output is computed whole within one task, so the split does not change
 // any result).
+constexpr int kFwdObv = 2, kFwdNp = 14;  // the forward's tile (one definition for the plan and the dispatch)
 struct OcPlan {
-  int64_t obv, np, ld, span, rows_per_task;
+  int64_t ld, span, rows_per_task;
 };
 OcPlan oc_plan(const ConvGeom& g, int64_t itemsize) {
-  const int64_t obv = 2, np = oc_tile_width(obv);
+  const int64_t np = kFwdNp;
   const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) * g.sw + (g.kw - 1) * g.dw + 1);
   const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
   const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize);  // (no channels: 0)
   const int64_t want = 4 * at::get_num_threads();
   int64_t rb = std::max<int64_t>(1, (kSlabBytes / row_bytes - span) / g.sh + 1);
   rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
-  return {obv, np, ld, span, rb};
+  return {ld, span, rb};
 }
 
 // acc[v][p] = bias + sum over (c, i, j) of wp[c][i][j][v] * s[c * sc + i * si + j * sj + SW * p], then
@@ -258,7 +259,7 @@ bool oc_lanes_applies(const ConvGeom& g) { return (g.sw == 1 || g.sw == 2) && g.
 // The packed weights (whole blocks) and, per thread, one slab of a task's input rows (at least one row block).
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
   const OcPlan p = oc_plan(g, itemsize);
-  const int64_t cb = p.obv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
+  const int64_t cb = kFwdObv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
   const int64_t slab = g.cg * ((std::min(g.ho, p.rows_per_task) - 1) * g.sh + p.span) * p.ld * itemsize;
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
 }
@@ -266,9 +267,9 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
 template <typename T>
 void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
   if (g.sw == 2)
-    forward_oc<T, 2, 14, 2>(x, w, b, y, g, flipped);
+    forward_oc<T, kFwdObv, kFwdNp, 2>(x, w, b, y, g, flipped);
   else
-    forward_oc<T, 2, 14, 1>(x, w, b, y, g, flipped);
+    forward_oc<T, kFwdObv, kFwdNp, 1>(x, w, b, y, g, flipped);
 }
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
