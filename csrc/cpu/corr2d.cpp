@@ -30,6 +30,9 @@
 //   grad_weight  3x3 stride 1 dense with >= 16 tiles and >= 1 tile per 16384 kernel weights: Winograd;
 //                stride 1, 17-64 output channels per group and 5x5 or larger (or >= 2048 rows of k): output
 //                channels as vector lanes over channels-last slabs (direct_oc.cpp, G1);
+//                13-16 output channels per group (fp64: 7-8; "direct" too), column dilation 1, >= 5 (kernel
+//                column, input channel) pairs: output channels as the lanes of one vector and those pairs
+//                as the tile (direct_oc.cpp oc_cols_grad_weight; LeNet's L2);
 //                <= 16 output channels per group (<= 64 with stride 1): positions as vector lanes, from flat
 //                slabs for stride 1 (grad_weight_flat) or packed columns (grad_weight_lanes); 1x1 stride 1:
 //                on planes >= 28x28, 6x4 channel tiles over the positions in place
@@ -586,6 +589,20 @@ inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
   if (g.og <= kFewChannels || g.kh * g.kw == 1) return false;
   return forced || (g.sh == 1 && g.sw == 1 && g.og <= kFlatChannels &&
                     (g.kh * g.kw >= kOcGwMinTaps || g.cg * g.kh * g.kw >= kOcGwMinReduction));
+}
+
+// Where grad_weight takes oc_cols_grad_weight (direct_oc.cpp: output channels as the lanes of one vector,
+// (kernel column, input channel) pairs as the tile), "auto" and "direct" alike: at least 3/4 of the lanes
+// hold output channels (fp32: 13-16 per group) and at least 5 pairs. gw alone, 2 threads, us, flat or lanes ->
+// this kernel (same process, interleaved, 7 rounds): L2 (6 -> 16, 5x5 @14) N=1 20 -> 16, N=8 65 -> 35,
+// N=256 1437 -> 706 (torch 1126); 16->16 3x3 @28 N=8 269 -> 231; 3->16 3x3 @56 N=8 230 -> 178; 16->16 3x3
+// @112 N=8 4087 -> 3578; 1->16 5x5 @28 p2 N=8 66 -> 52; 64->16 3x3 @28 N=8 1113 -> 1045; 16->16 5x5 s2 @56
+// N=8 1777 -> 735. Where it lost: 8 channels (half the lanes; 8->8 3x3 @32 N=8 118 -> 151), 12 channels
+// level, 3 pairs (1->16 3x3 @64 N=8 135 -> 176), and 16->16 3x3 @14 at N=1 (31 -> 36: three tasks each
+// rebuild the one image's slab).
+inline bool oc_cols_preferred(const ConvGeom& g, int64_t itemsize) {
+  const int64_t lanes = 64 / itemsize;
+  return oc_cols_grad_weight_applies(g, lanes) && 4 * g.og > 3 * lanes && g.kw * g.cg >= 5;
 }
 
 inline bool rows_applies(const ConvGeom& g) {
@@ -1925,14 +1942,14 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
 enum class GradInput { Rows, OcLanes, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
-enum class GradWeight { Flat, OcLanes, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradWeight { Flat, OcLanes, OcCols, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
   GradInput gx;
   GradWeight gw;
 };
 
-Plan make_plan(const ConvGeom& g, Algo algo) {
+Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   check_cpu_algo(algo, g);
   if (algo == Algo::Im2col) return {Fwd::Im2col, GradInput::Im2col, GradWeight::Im2col};
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
@@ -1990,6 +2007,7 @@ Plan make_plan(const ConvGeom& g, Algo algo) {
          : pointwise              ? GradWeight::Pointwise
          : wino_gw                ? GradWeight::Winograd
          : algo != Algo::ImplicitGemm && oc_gw_preferred(g, algo == Algo::Direct) ? GradWeight::OcLanes
+         : algo != Algo::ImplicitGemm && oc_cols_preferred(g, itemsize) ? GradWeight::OcCols
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
          : algo == Algo::Auto && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
@@ -2002,7 +2020,7 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, bias, stride, padding, dilation, groups);
-  const Plan plan = make_plan(g, parse_algo(algo_name));
+  const Plan plan = make_plan(g, parse_algo(algo_name), input.element_size() > 4 ? 8 : 4);
   const auto ct = compute_type(input.scalar_type());
   const at::Tensor x = as_compute(input, ct), w = as_compute(weight, ct);
   const bool has_bias = bias.has_value() && bias->defined();
@@ -2048,7 +2066,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask,
     c10::string_view algo_name) {
   const ConvGeom g = conv_geometry(input, weight, c10::nullopt, stride, padding, dilation, groups);
-  const Plan plan = make_plan(g, parse_algo(algo_name));
+  const Plan plan = make_plan(g, parse_algo(algo_name), input.element_size() > 4 ? 8 : 4);
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // the ATen calls below are part of this kernel
   check_corr2d_grad_output(grad_output, input, g);
   const auto ct = compute_type(input.scalar_type());
@@ -2086,6 +2104,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
       grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     const scalar_t* xp = do_gw ? x.const_data_ptr<scalar_t>() : nullptr;
     if (do_gw && plan.gw == GradWeight::Flat) grad_weight_flat<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
+    if (do_gw && plan.gw == GradWeight::OcCols) oc_cols_grad_weight<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (do_gw && plan.gw == GradWeight::OcLanes) oc_lanes_grad_weight<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (do_gw && plan.gw == GradWeight::Lanes) grad_weight_lanes<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
     if (do_gw && plan.gw == GradWeight::Tiled) grad_weight_tiled<scalar_t>(xp, gyp, gw.mutable_data_ptr<scalar_t>(), g);
@@ -2097,7 +2116,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
 
 std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, c10::string_view algo,
                                                              int64_t itemsize) {
-  const Plan p = make_plan(g, parse_algo(algo));
+  const Plan p = make_plan(g, parse_algo(algo), itemsize);
   const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
   const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
   std::vector<std::pair<std::string, int64_t>> out;
@@ -2151,6 +2170,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradWeight::OcLanes:
       out.emplace_back("output channels as vector lanes over a channels-last slab per image (direct_oc.cpp)",
                        oc_lanes_grad_weight_workspace(g, itemsize));
+      break;
+    case GradWeight::OcCols:
+      out.emplace_back("output channels as vector lanes, (kernel column, input channel) pairs as the tile (direct_oc.cpp)",
+                       oc_cols_grad_weight_workspace(g, itemsize));
       break;
     case GradWeight::Flat: out.emplace_back("positions as vector lanes over flat slabs (grad_weight_flat)", kFlatImageBlocks * wbytes + tiles); break;
     case GradWeight::Lanes: out.emplace_back("positions as vector lanes over packed columns (grad_weight_lanes)", 2 * tiles); break;

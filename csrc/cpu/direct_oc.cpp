@@ -18,6 +18,8 @@
 // Column stride 1 or 2 (a template parameter: the broadcasts' offsets are constants); any row stride,
 // dilation, padding and groups. Used beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred;
 // column stride 2 where no BLAS path applies, e.g. the ResNet stem R1 and D1).
+// Also here: the grad_weight kernels with output channels as lanes (grad_weight_oc beyond 16 channels per
+// group, grad_weight_oc_cols up to one vector of them), described where they are defined.
 // Summation order per output: bias, then (c, i, j) ascending, whatever the split: results do not depend on
 // the thread count. Workspace: the packed weights and one slab per thread (about kSlabBytes, more where one
 // row block of the input needs more).
@@ -252,7 +254,145 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
+// grad_weight for at most one vector of output channels per group (L2: 6 -> 16, 5x5) and kernel-column dilation
+// 1: output channels as the lanes of one vector, and the tile over (kernel column j, input channel c) pairs,
+// t = j * Cg + c, which are consecutive values of a channels-last input row: for output position (oh, ow) and
+// kernel row i, pair t reads s[oh*sh + i*dh][ow*sw*Cg + t]. So a tile of CT pairs is oc_gw_tile's 1 x CT tile
+// with a column step of sw * Cg, and every lane and every product is useful (the positions-as-lanes kernel
+// grad_weight_flat pads each image's positions to whole vector pairs, keeps its Og x K accumulators in memory
+// and sums their lanes at the end).
+//   layout    per image and group, the input as one zero-padded channels-last slab s[r][col][c] (plus CT values
+//             of slack: a tile's last pairs may read past the row, and their sums are dropped), and dY
+//             transposed to d[p][L] (zero past Og).
+//   unit      kernel row i x one tile of CT pairs (CT in 8 .. 28: the pairs split evenly into tiles); a task
+//             owns a range of units and one of kOcColsImageBlocks fixed blocks of images, builds each image's
+//             slab and d once, and keeps its units' accumulators (CT vectors each) in a small buffer between
+//             images. The blocks' partial sums are added in block order at the end.
+// Summation order per gw element: images of a block, positions (oh, ow) ascending, then the blocks in order,
+// whatever the split: results do not depend on the thread count. Workspace: per task one image's slab and d
+// and its units' accumulators; kOcColsImageBlocks partial copies of gw.
+constexpr int64_t kOcColsImageBlocks = 4;
+struct ColsPlan {
+  int64_t ct, ntiles, units, hp, wp;
+};
+ColsPlan oc_cols_plan(const ConvGeom& g) {
+  const int64_t pairs = g.kw * g.cg, nt = (pairs + 27) / 28;
+  const int64_t ct = std::max<int64_t>(8, ((pairs + nt - 1) / nt + 3) / 4 * 4);
+  const int64_t ntiles = (pairs + ct - 1) / ct;
+  return {ct, ntiles, g.kh * ntiles, g.h + g.pt + g.pb, g.w + g.pl + g.pr};
+}
+
+// d[p * L + o] = gy[o * plane + p] for o < og <= L and p < plane (lanes past og untouched): per L positions one
+// in-register transpose of og rows (store_lanes_transposed with rows as the tile).
+template <typename T>
+void transpose_to_lanes(const T* gy, int64_t og, int64_t plane, T* d) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t p0 = 0; p0 < plane; p0 += L) {
+    const int64_t cnt = std::min(L, plane - p0);
+    V r[1][L];
+    for (int64_t o = 0; o < L; ++o) {
+      if (o >= og) {
+        r[0][o] = V{};
+      } else if (cnt == L) {
+        r[0][o] = vload(gy + o * plane + p0);
+      } else {
+        T tmp[L] = {};
+        std::copy(gy + o * plane + p0, gy + o * plane + p0 + cnt, tmp);
+        r[0][o] = vload(tmp);
+      }
+    }
+    store_lanes_transposed<T, 1, L>(r, d + p0 * L, L, cnt, og);
+  }
+}
+
+template <typename T, int CT>
+void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const ColsPlan pl = oc_cols_plan(g);
+  const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, row_ld = pl.wp * g.cg, pairs = g.kw * g.cg;
+  const int64_t gwn = g.o * g.cg * khw;
+  const int64_t nblocks = std::max<int64_t>(1, std::min(g.n, kOcColsImageBlocks)), nper = (g.n + nblocks - 1) / nblocks;
+  const int64_t want = 2 * at::get_num_threads();
+  const int64_t usplit = std::min(pl.units, std::max<int64_t>(1, (want + g.groups * nblocks - 1) / (g.groups * nblocks)));
+  const int64_t uper = (pl.units + usplit - 1) / usplit;
+  std::vector<T> part(nblocks * gwn, T(0));
+  at::parallel_for(0, g.groups * nblocks * usplit, 1, [&](int64_t begin, int64_t end) {
+    // zero once: every image writes the same interior of the slab and lanes < Og of d
+    std::vector<T> slab(pl.hp * row_ld + CT, T(0)), d(plane * L, T(0));
+    std::vector<V> acc;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t us = task % usplit, nb = (task / usplit) % nblocks, grp = task / (usplit * nblocks);
+      const int64_t u0 = us * uper, u1 = std::min(pl.units, u0 + uper);
+      if (u0 >= u1) continue;
+      acc.assign((u1 - u0) * CT, V{});
+      for (int64_t n = nb * nper; n < std::min(g.n, (nb + 1) * nper); ++n) {
+        const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
+        for (int64_t c = 0; c < g.cg; ++c)
+          for (int64_t ih = 0; ih < g.h; ++ih) {
+            const T* xr = xg + (c * g.h + ih) * g.w;
+            T* sr = slab.data() + (ih + g.pt) * row_ld + g.pl * g.cg + c;
+            for (int64_t iw = 0; iw < g.w; ++iw) sr[iw * g.cg] = xr[iw];
+          }
+        const T* gyg = gy + (n * g.o + grp * g.og) * plane;
+        transpose_to_lanes(gyg, g.og, plane, d.data());
+        for (int64_t u = u0; u < u1; ++u) {
+          const int64_t i = u / pl.ntiles, tb = u % pl.ntiles;
+          oc_gw_tile<T, 1, CT>(slab.data() + i * g.dh * row_ld + tb * CT, g.sh * row_ld, g.sw * g.cg, d.data(), L,
+                               g.ho, g.wo, acc.data() + (u - u0) * CT);
+        }
+      }
+      T* pb = part.data() + nb * gwn;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t i = u / pl.ntiles, tb = u % pl.ntiles;
+        for (int64_t tt = 0; tt < CT && tb * CT + tt < pairs; ++tt) {
+          const int64_t t = tb * CT + tt, j = t / g.cg, c = t % g.cg;
+          const V& a = acc[(u - u0) * CT + tt];
+          for (int64_t o = 0; o < g.og; ++o) pb[((grp * g.og + o) * g.cg + c) * khw + i * g.kw + j] = a[o];
+        }
+      }
+    }
+  });
+  at::parallel_for(0, gwn, 4096, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      T s = part[e];
+      for (int64_t nb = 1; nb < nblocks; ++nb) s += part[nb * gwn + e];
+      gw[e] = s;
+    }
+  });
+}
+
 }  // namespace
+
+// One vector of output channels per group, kernel-column dilation 1, a kernel wider than one column or more
+// than one input channel.
+bool oc_cols_grad_weight_applies(const ConvGeom& g, int64_t lanes) {
+  return g.og <= lanes && g.dw == 1 && g.kh * g.kw > 1;
+}
+
+template <typename T>
+void oc_cols_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
+  switch (oc_cols_plan(g).ct) {
+    case 8: grad_weight_oc_cols<T, 8>(x, gy, gw, g); break;
+    case 12: grad_weight_oc_cols<T, 12>(x, gy, gw, g); break;
+    case 16: grad_weight_oc_cols<T, 16>(x, gy, gw, g); break;
+    case 20: grad_weight_oc_cols<T, 20>(x, gy, gw, g); break;
+    case 24: grad_weight_oc_cols<T, 24>(x, gy, gw, g); break;
+    default: grad_weight_oc_cols<T, 28>(x, gy, gw, g);
+  }
+}
+template void oc_cols_grad_weight<float>(const float*, const float*, float*, const ConvGeom&);
+template void oc_cols_grad_weight<double>(const double*, const double*, double*, const ConvGeom&);
+
+// Per thread one image's slab and d and the units' accumulators; the blocks' partial copies of gw.
+int64_t oc_cols_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
+  const ColsPlan p = oc_cols_plan(g);
+  const int64_t lanes = 64 / itemsize;
+  const int64_t per_thread = (p.hp * p.wp * g.cg + p.ct + g.ho * g.wo * lanes + p.units * p.ct * lanes) * itemsize;
+  return at::get_num_threads() * per_thread +
+         std::min(g.n, kOcColsImageBlocks) * g.o * g.cg * g.kh * g.kw * itemsize;
+}
 
 bool oc_lanes_applies(const ConvGeom& g) { return (g.sw == 1 || g.sw == 2) && g.kh * g.kw > 1; }
 

@@ -51,6 +51,13 @@ int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize);
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g);
 int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize);
+// grad_weight with the output channels (at most one vector of `lanes` per group) as lanes and (kernel column,
+// input channel) pairs as the tile (direct_oc.cpp; any stride, padding, groups, kernel-row dilation; column
+// dilation 1); gw (O, Cg, kh, kw) written whole.
+bool oc_cols_grad_weight_applies(const ConvGeom& g, int64_t lanes);
+template <typename T>
+void oc_cols_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g);
+int64_t oc_cols_grad_weight_workspace(const ConvGeom& g, int64_t itemsize);
 
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).

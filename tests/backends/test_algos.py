@@ -702,6 +702,51 @@ def test_grad_weight_channel_lanes(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grad_weight_channel_lanes_one_vector(threads, dtype):
+    # oc_cols_grad_weight (direct_oc.cpp): output channels as the lanes of one vector, (kernel column, input
+    # channel) pairs as the tile. "auto" and "direct" take it from 3/4 of a vector of output channels per group
+    # (fp32: 13-16, fp64: 7-8) with >= 5 pairs and column dilation 1: LeNet's L2, padding, row stride 2 and
+    # row dilation, groups, a partial last tile of pairs, more images than image blocks (and fewer).
+    lanes = 16 if dtype == torch.float32 else 8
+    cases = [  # n, c, o, h, w, k, stride, padding, dilation, groups
+        (8, 6, lanes, 14, 14, (5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),        # L2 (30 pairs: 2 tiles of 16)
+        (3, 3, lanes - 1, 13, 11, (3, 3), (2, 1), (1, 0, 2, 1), (2, 1), 1),    # 9 pairs in a 12-pair tile
+        (6, 10, 2 * lanes, 9, 12, (3, 4), (1, 2), (2, 1, 0, 3), (1, 1), 2),    # 20 pairs, column stride 2
+        (1, 2, lanes, 7, 20, (2, 7), (1, 1), (1, 1, 3, 3), (1, 1), 1),         # 14 pairs
+    ]
+    for n, c, o, h, w, k, stride, pad, dil, groups in cases:
+        x = rand(n, c, h, w, seed=91, dtype=dtype)
+        wt = rand(o, c // groups, *k, seed=92, dtype=dtype)
+        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+        wd = wt.double().requires_grad_()
+        ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
+        gy = rand(*ref_y.shape, seed=93, dtype=dtype)
+        (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
+        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
+                                   dtype=dtype))
+        assert "grad_weight: output channels as vector lanes, (kernel column, input channel) pairs" in text, text
+        gw = {}
+        for nthreads in (1, 2):
+            torch.set_num_threads(nthreads)
+            for a in ("auto", "direct") if stride[1] == 1 else ("auto",):  # "direct": column stride 1
+                gw[a, nthreads] = ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups,
+                                                      [False, True, False], a)[1]
+        assert_rel_close(gw["auto", 1], ref_gw, 1e-12 if dtype == torch.float64 else 1e-5)
+        assert all(torch.equal(g, gw["auto", 1]) for g in gw.values())  # "direct" and 2 threads: bitwise
+    # the float64 case is a gradient too (gradcheck and opcheck through the op, L2-like but small)
+    if dtype == torch.float64:
+        x = rand(2, 3, 7, 8, seed=94).requires_grad_()
+        wt = rand(8, 3, 3, 3, seed=95).requires_grad_()
+        assert "(kernel column, input channel) pairs" in str(convkit.explain(x.shape, wt.shape, padding=1,
+                                                                             dtype=torch.float64))
+        f = lambda x, wt: convkit.corr2d(x, wt, None, 1, 1, backend="compiled")  # noqa: E731
+        assert torch.autograd.gradcheck(f, (x, wt))
+        gy = rand(2, 8, 7, 8, seed=96)
+        torch.library.opcheck(ops.corr2d_backward.default,
+                              (gy, x.detach(), wt.detach(), [1, 1], [1, 1, 1, 1], [1, 1], 1, [True, True, True], "auto"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_winograd_one_image_per_work_item(dtype):
     # >= 8 images: the forward and grad_input run one image per work item (not the chunked passes); groups,
     # unequal dilation, against float64 F.conv2d
