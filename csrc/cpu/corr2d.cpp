@@ -405,15 +405,7 @@ T* pack_w_panels(const T* w, const ConvGeom& g) {
           V rows[1][NB];
           for (int p = 0; p < NB; ++p) {
             const int64_t r = r0 + p;
-            if (r >= nr) {
-              rows[0][p] = V{};
-            } else if (nk == L) {
-              rows[0][p] = vload(src + r * K + k0);
-            } else {
-              T tmp[L] = {};
-              std::copy(src + r * K + k0, src + r * K + k0 + nk, tmp);
-              rows[0][p] = vload(tmp);
-            }
+            rows[0][p] = r < nr ? load_n(src + r * K + k0, nk) : V{};
           }
           store_lanes_transposed<T, 1, NB>(rows, dst + k0 * OB + r0, OB, nk, NB);
         }

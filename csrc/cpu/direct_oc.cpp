@@ -291,17 +291,7 @@ void transpose_to_lanes(const T* gy, int64_t og, int64_t plane, T* d) {
   for (int64_t p0 = 0; p0 < plane; p0 += L) {
     const int64_t cnt = std::min(L, plane - p0);
     V r[1][L];
-    for (int64_t o = 0; o < L; ++o) {
-      if (o >= og) {
-        r[0][o] = V{};
-      } else if (cnt == L) {
-        r[0][o] = vload(gy + o * plane + p0);
-      } else {
-        T tmp[L] = {};
-        std::copy(gy + o * plane + p0, gy + o * plane + p0 + cnt, tmp);
-        r[0][o] = vload(tmp);
-      }
-    }
+    for (int64_t o = 0; o < L; ++o) r[0][o] = o < og ? load_n(gy + o * plane + p0, cnt) : V{};
     store_lanes_transposed<T, 1, L>(r, d + p0 * L, L, cnt, og);
   }
 }

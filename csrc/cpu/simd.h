@@ -232,6 +232,15 @@ inline void add_stride2(T* __restrict__ dst, const T* __restrict__ src, int64_t 
 #endif
 }
 
+// The vector of p[0 .. n) (n <= L) with zeros after, reading nothing past p[n - 1] (a row's tail).
+template <typename T>
+inline typename Simd<T>::V load_n(const T* p, int64_t n) {
+  if (n == Simd<T>::L) return vload(p);
+  T tmp[Simd<T>::L] = {};
+  for (int64_t l = 0; l < n; ++l) tmp[l] = p[l];
+  return vload(tmp);
+}
+
 // Stores a register tile with positions as vectors and channels as lanes into channel-major rows:
 // y[(v * L + l) * ld + p] = acc[v][p][l] for channels v * L + l < no and positions p < cnt (cnt <= NP).
 // fp32 with AVX-512 and NP <= 16: per vector of channels a 16 x 16 in-register transpose (64 shuffles; rows

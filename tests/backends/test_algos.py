@@ -671,6 +671,18 @@ def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype):
             convkit.explain(x.shape, wt.shape, padding=tuple(pad), dilation=tuple(dil), groups=groups))
 
 
+def grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
+    """x, w, dY in `dtype` and the float64 reference grad_weight (torch, padding applied explicitly)."""
+    x = rand(n, c, h, w, seed=seed, dtype=dtype)
+    wt = rand(o, c // groups, *k, seed=seed + 1, dtype=dtype)
+    xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+    wd = wt.double().requires_grad_()
+    ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
+    gy = rand(*ref_y.shape, seed=seed + 2, dtype=dtype)
+    (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
+    return x, wt, gy, ref_gw
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grad_weight_channel_lanes(dtype):
     # oc_lanes_grad_weight (direct_oc.cpp): output channels as lanes over channels-last slabs, 2 x 14 tiles
@@ -685,13 +697,7 @@ def test_grad_weight_channel_lanes(dtype):
         (1, 9, 70, 10, 12, (3, 2), (1, 1), (0, 1, 1, 0), (1, 1), 1, False),  # short reduction: forced only
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups, auto in cases:
-        x = rand(n, c, h, w, seed=81, dtype=dtype)
-        wt = rand(o, c // groups, *k, seed=82, dtype=dtype)
-        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
-        wd = wt.double().requires_grad_()
-        ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
-        gy = rand(*ref_y.shape, seed=83, dtype=dtype)
-        (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
+        x, wt, gy, ref_gw = grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=81)
         gw = {a: ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups, [False, True, False], a)[1]
               for a in ("auto", "direct")}
         assert_rel_close(gw["direct"], ref_gw, 1e-12 if dtype == torch.float64 else 1e-5)
@@ -715,13 +721,7 @@ def test_grad_weight_channel_lanes_one_vector(threads, dtype):
         (1, 2, lanes, 7, 20, (2, 7), (1, 1), (1, 1, 3, 3), (1, 1), 1),         # 14 pairs
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups in cases:
-        x = rand(n, c, h, w, seed=91, dtype=dtype)
-        wt = rand(o, c // groups, *k, seed=92, dtype=dtype)
-        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
-        wd = wt.double().requires_grad_()
-        ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
-        gy = rand(*ref_y.shape, seed=93, dtype=dtype)
-        (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
+        x, wt, gy, ref_gw = grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=91)
         text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
                                    dtype=dtype))
         assert "grad_weight: output channels as vector lanes, (kernel column, input channel) pairs" in text, text
