@@ -22,7 +22,9 @@
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
 //                forward_depthwise for depthwise; the channel-lanes kernel where oc_lanes_preferred holds for
 //                the transposed problem, i.e. > 16 input channels per group, with no upper bound on them
-//                (measured on G1 only); 1x1 stride 1: the pointwise kernel of W^T where the
+//                (measured on G1 only), or with <= 32 (fp64: 16) and >= 5 (kernel column, input channel)
+//                pairs per group and >= 5 output channels, those pairs as vector lanes over dY in place
+//                (direct_oc.cpp oc_cols_grad_input; LeNet's L1, L2); 1x1 stride 1: the pointwise kernel of W^T where the
 //                forward's rule holds for the transposed product (reduction over output channels), else
 //                per-image BLAS; the forward's column-block regime (columns_blas_applies): BLAS W^T dY per
 //                block of input channels + col2im (grad_input_columns_blas); else W^T dY + col2im
@@ -596,6 +598,20 @@ inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
 inline bool oc_cols_preferred(const ConvGeom& g, int64_t itemsize) {
   const int64_t lanes = 64 / itemsize;
   return oc_cols_grad_weight_applies(g, lanes) && 4 * g.og > 3 * lanes && g.kw * g.cg >= 5;
+}
+
+// Where grad_input takes oc_cols_grad_input (direct_oc.cpp: (kernel column, input channel) pairs as the lanes
+// of at most two vectors, dY read in place) over the rows kernel on zero-padded dY, "auto" and "direct" alike:
+// at least 5 pairs and 5 output channels per group. gx alone, 2 threads, us, rows -> this kernel (same
+// process, interleaved, 7 rounds; torch in brackets): L2 (6 -> 16, 5x5 @14) N=1 36 -> 18 (112), N=8 102 ->
+// 40 (155), N=64 679 -> 224 (535), N=256 2929 -> 884 (2101); 4->16 5x5 @14 N=8 105 -> 37; 3->16 3x3 @56
+// p1 N=8 368 -> 235; 2->16 3x3 @56 309 -> 219; 5->32 3x3 @28 234 -> 113; 10->32 3x3 @28 373 -> 223; 2->32
+// 5x5 @28 p2 450 -> 189; 8->16 3x3 @16 60 -> 52; 16->16 2x2 @28 135 -> 109; 3->64 7x7 @56 p3 N=2 3525 ->
+// 922; L1 (1 -> 6, 5x5 @28 p2) N=1 18.0 -> 15.1, N=8 59 -> 45. Where it lost: 3 pairs (1->16 3x3 @64 N=8
+// 271 -> 337), 4 output channels (1->4 5x5 @32 p2 N=8 46 -> 50), one channel (1->1 3x3 @64: 24 -> 54, the
+// depthwise kernel).
+inline bool oc_cols_gx_preferred(const ConvGeom& g, int64_t itemsize) {
+  return oc_cols_grad_input_applies(g, 64 / itemsize) && g.kw * g.cg >= 5 && g.og >= 5;
 }
 
 inline bool rows_applies(const ConvGeom& g) {
@@ -1934,7 +1950,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
-enum class GradInput { Rows, OcLanes, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, OcLanes, OcCols, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
 enum class GradWeight { Flat, OcLanes, OcCols, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
@@ -1978,7 +1994,9 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   else if (wino_gx)
     p.gx = GradInput::Winograd;
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
-    p.gx = oc_lanes_preferred(transposed_geometry(g), algo == Algo::Direct) ? GradInput::OcLanes : GradInput::Rows;
+    p.gx = oc_lanes_preferred(transposed_geometry(g), algo == Algo::Direct) ? GradInput::OcLanes
+           : oc_cols_gx_preferred(g, itemsize)                                 ? GradInput::OcCols
+                                                                               : GradInput::Rows;
   else if (algo == Algo::Auto && columns_blas_applies(g))
     p.gx = GradInput::ColumnsBlas;
   else
@@ -2093,6 +2111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     if (do_gx && (plan.gx == GradInput::Rows || plan.gx == GradInput::OcLanes))
       grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g,
                                 plan.gx == GradInput::OcLanes);
+    if (do_gx && plan.gx == GradInput::OcCols)
+      oc_cols_grad_input<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     if (do_gx && plan.gx == GradInput::Tiled)
       grad_input_tiled<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     const scalar_t* xp = do_gw ? x.const_data_ptr<scalar_t>() : nullptr;
@@ -2146,6 +2166,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
     case GradInput::OcLanes:
       out.emplace_back("direct, output channels as vector lanes, of the flipped weights (direct_oc.cpp)",
                        oc_lanes_workspace(transposed_geometry(g), itemsize));  // flipped as they are packed
+      break;
+    case GradInput::OcCols:
+      out.emplace_back("direct, (kernel column, input channel) pairs as vector lanes, dY read in place (direct_oc.cpp)",
+                       oc_cols_grad_input_workspace(g, itemsize));
       break;
     case GradInput::PointwiseRows:
       out.emplace_back("1x1 direct: W^T dY reading dY in place (forward_pointwise_rows)", pointwise_workspace(g, true, itemsize));

@@ -19,7 +19,8 @@
 // dilation, padding and groups. Used beyond 16 output channels per group (corr2d.cpp oc_lanes_preferred;
 // column stride 2 where no BLAS path applies, e.g. the ResNet stem R1 and D1).
 // Also here: the grad_weight kernels with output channels as lanes (grad_weight_oc beyond 16 channels per
-// group, grad_weight_oc_cols up to one vector of them), described where they are defined.
+// group, grad_weight_oc_cols up to one vector of them) and grad_input with (kernel column, input channel)
+// pairs as lanes (grad_input_oc_cols), described where they are defined.
 // Summation order per output: bias, then (c, i, j) ascending, whatever the split: results do not depend on
 // the thread count. Workspace: the packed weights and one slab per thread (about kSlabBytes, more where one
 // row block of the input needs more).
@@ -353,6 +354,123 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   });
 }
 
+// grad_input for stride 1 with few (kernel column, input channel) pairs per group (L2: 6 input channels x 5
+// columns = 30 pairs): the pairs t = j * Cg + c as the lanes of OBV <= 2 vectors, so the kernel's column
+// shifts live in the lanes and dY is read as it is. Per gx row h:
+//   Z[t][ow]    = sum over o and the kernel rows i whose dY row oh = h + pt - i*dh exists of W[o][c][i][j] dY[o][oh][ow]
+//   gx[c][h][w] = sum over j of Z[j * Cg + c][w + pl - j*dw]   (zero where that column is outside dY)
+// Every product is of a real dY value. The rows kernel on dY zero-padded by d(k-1) - p (grad_input_rows) has
+// positions as lanes and spends on L2 96 of every 196 multiply-adds on the padding, and copies kw shifted,
+// padded dY slabs per image.
+//   layout    the weights packed wp[group][o][i][OBV * L] (lane t; zero past the pairs); dY read in place, or
+//             through a per-image copy with rows padded to whole tiles where NP does not divide Wo (the last
+//             tile's broadcasts would read past dY's end); per task a row buffer z[t][zoff + ow], zero
+//             outside the Wo columns the tiles write, so the fold needs no bounds.
+//   task      one image and group and a block of gx rows (whole rows: the split does not change any result).
+//   tile      OBV x NP accumulators over NP consecutive dY columns (NP in 8 .. 14, the row split evenly); per
+//             (o, i): OBV weight vector loads, NP broadcasts of dY, OBV * NP FMAs; then transposed into z's rows
+//             (store_lanes_transposed). The fold: per input channel and vector of gx columns, kw unaligned
+//             loads of z and adds, one store.
+// Summation order per gx element: (o, i) ascending, then j ascending. Workspace: the packed weights, and
+// per thread z and (where NP does not divide Wo) one image's padded dY.
+struct ColsGxPlan {
+  int64_t obv, np, ntiles, zoff, zld, dld, rows_per_task;
+  bool copy;
+};
+ColsGxPlan oc_cols_gx_plan(const ConvGeom& g, int64_t lanes) {
+  const int64_t pairs = g.kw * g.cg, obv = (pairs + lanes - 1) / lanes, ntiles = (g.wo + 13) / 14;
+  const int64_t np = std::min<int64_t>(14, std::max<int64_t>(8, ((g.wo + ntiles - 1) / ntiles + 1) / 2 * 2));
+  const int64_t zoff = std::max<int64_t>(0, (g.kw - 1) * g.dw - g.pl);  // the fold's lowest column is zoff + pl - (kw-1)dw
+  const int64_t wv = (g.w + lanes - 1) / lanes * lanes;
+  const int64_t zld = std::max(zoff + g.pl + wv, zoff + g.wo);
+  const bool copy = g.wo % np != 0;
+  const int64_t want = 4 * at::get_num_threads(), tasks = g.n * g.groups;
+  const int64_t rb = std::max<int64_t>(1, g.h / std::max<int64_t>(1, (want + tasks - 1) / tasks));
+  return {obv, np, ntiles, zoff, zld, copy ? ntiles * np : g.wo, rb, copy};
+}
+
+// acc[v][p] = sum over o < og and ni kernel rows of wp[o * w_step + ii * OBV * L + v * L] * q[o * o_step +
+// ii * i_step + p], then z[(v * L + l) * zld + p] = acc[v][p][l] for lanes below `pairs` and p < cnt.
+template <typename T, int OBV, int NP>
+void oc_cols_gx_tile(const T* q0, int64_t o_step, int64_t i_step, const T* wp, int64_t w_step, int64_t og, int64_t ni,
+                     T* z, int64_t zld, int64_t pairs, int64_t cnt) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V acc[OBV][NP];
+  for (int v = 0; v < OBV; ++v)
+    for (int p = 0; p < NP; ++p) acc[v][p] = V{};
+  for (int64_t o = 0; o < og; ++o) {
+    const T* q = q0 + o * o_step;
+    const T* w = wp + o * w_step;
+    for (int64_t ii = 0; ii < ni; ++ii, q += i_step, w += OBV * L) {
+      V wv[OBV];
+      for (int v = 0; v < OBV; ++v) wv[v] = vload(w + v * L);
+      for (int p = 0; p < NP; ++p) {
+        const V xb = splat<T>(q[p]);
+        for (int v = 0; v < OBV; ++v) acc[v][p] += wv[v] * xb;
+      }
+    }
+  }
+  store_lanes_transposed<T, OBV, NP>(acc, z, zld, pairs, cnt);
+}
+
+template <typename T, int OBV, int NP>
+void grad_input_oc_cols(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L, TL = OBV * L;
+  const ColsGxPlan pl = oc_cols_gx_plan(g, L);
+  const int64_t pairs = g.kw * g.cg, khw = g.kh * g.kw, plane = g.ho * g.wo, w_step = g.kh * TL;
+  std::vector<T> wp(g.o * w_step, T(0));  // wp[grp * og + o][i][t]
+  for (int64_t o = 0; o < g.o; ++o)
+    for (int64_t c = 0; c < g.cg; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) wp[o * w_step + i * TL + j * g.cg + c] = w[(o * g.cg + c) * khw + i * g.kw + j];
+  const int64_t rb = pl.rows_per_task, rblocks = (g.h + rb - 1) / rb;
+  at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> z(pairs * pl.zld, T(0)), dcopy;
+    int64_t copied = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t h0 = task % rblocks * rb, h1 = std::min(g.h, h0 + rb), ng = task / rblocks;
+      const int64_t grp = ng % g.groups, n = ng / g.groups;
+      const T* d = gy + (n * g.o + grp * g.og) * plane;
+      int64_t dld = g.wo;
+      if (pl.copy) {
+        if (copied != ng) {
+          dcopy.assign(g.og * g.ho * pl.dld + NP, T(0));
+          for (int64_t r = 0; r < g.og * g.ho; ++r) std::copy(d + r * g.wo, d + (r + 1) * g.wo, dcopy.data() + r * pl.dld);
+          copied = ng;
+        }
+        d = dcopy.data();
+        dld = pl.dld;
+      }
+      const T* wg = wp.data() + grp * g.og * w_step;
+      for (int64_t h = h0; h < h1; ++h) {
+        // kernel rows i with 0 <= h + pt - i*dh < Ho
+        const int64_t top = h + g.pt;
+        const int64_t i0 = top >= g.ho ? (top - g.ho) / g.dh + 1 : 0, i1 = std::min(g.kh, top / g.dh + 1);
+        T* gxh = gx + (n * g.c + grp * g.cg) * g.h * g.w + h * g.w;
+        if (i0 >= i1) {
+          for (int64_t c = 0; c < g.cg; ++c) std::fill(gxh + c * g.h * g.w, gxh + c * g.h * g.w + g.w, T(0));
+          continue;
+        }
+        for (int64_t k = 0; k < pl.ntiles; ++k) {
+          const int64_t ow0 = k * NP;
+          oc_cols_gx_tile<T, OBV, NP>(d + (top - i0 * g.dh) * dld + ow0, g.ho * dld, -g.dh * dld, wg + i0 * TL, w_step,
+                                      g.og, i1 - i0, z.data() + pl.zoff + ow0, pl.zld, pairs,
+                                      std::min<int64_t>(NP, g.wo - ow0));
+        }
+        for (int64_t c = 0; c < g.cg; ++c)
+          for (int64_t w0 = 0; w0 < g.w; w0 += L) {
+            const T* zc = z.data() + c * pl.zld + pl.zoff + w0 + g.pl;  // j = 0
+            V s = vload(zc);
+            for (int64_t j = 1; j < g.kw; ++j) s += vload(zc + j * (g.cg * pl.zld - g.dw));
+            store_n(gxh + c * g.h * g.w + w0, s, std::min(L, g.w - w0));
+          }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 // One vector of output channels per group, kernel-column dilation 1, a kernel wider than one column or more
@@ -382,6 +500,36 @@ int64_t oc_cols_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
   const int64_t per_thread = (p.hp * p.wp * g.cg + p.ct + g.ho * g.wo * lanes + p.units * p.ct * lanes) * itemsize;
   return at::get_num_threads() * per_thread +
          std::min(g.n, kOcColsImageBlocks) * g.o * g.cg * g.kh * g.kw * itemsize;
+}
+
+// Stride 1 and at most two vectors of (kernel column, input channel) pairs per group.
+bool oc_cols_grad_input_applies(const ConvGeom& g, int64_t lanes) {
+  return g.sh == 1 && g.sw == 1 && g.kh * g.kw > 1 && g.cg * g.kw <= 2 * lanes;
+}
+
+template <typename T>
+void oc_cols_grad_input(const T* gy, const T* w, T* gx, const ConvGeom& g) {
+  const ColsGxPlan p = oc_cols_gx_plan(g, Simd<T>::L);
+#define CONVKIT_COLS_GX(OBV)                                                  \
+  switch (p.np) {                                                             \
+    case 8: return grad_input_oc_cols<T, OBV, 8>(gy, w, gx, g);              \
+    case 10: return grad_input_oc_cols<T, OBV, 10>(gy, w, gx, g);            \
+    case 12: return grad_input_oc_cols<T, OBV, 12>(gy, w, gx, g);            \
+    default: return grad_input_oc_cols<T, OBV, 14>(gy, w, gx, g);            \
+  }
+  if (p.obv == 1) CONVKIT_COLS_GX(1)
+  CONVKIT_COLS_GX(2)
+#undef CONVKIT_COLS_GX
+}
+template void oc_cols_grad_input<float>(const float*, const float*, float*, const ConvGeom&);
+template void oc_cols_grad_input<double>(const double*, const double*, double*, const ConvGeom&);
+
+// The packed weights; per thread z and, where NP does not divide Wo, one image's padded dY.
+int64_t oc_cols_grad_input_workspace(const ConvGeom& g, int64_t itemsize) {
+  const int64_t lanes = 64 / itemsize;
+  const ColsGxPlan p = oc_cols_gx_plan(g, lanes);
+  const int64_t per_thread = g.cg * g.kw * p.zld + (p.copy ? g.og * g.ho * p.dld + p.np : 0);
+  return (g.o * g.kh * p.obv * lanes + at::get_num_threads() * per_thread) * itemsize;
 }
 
 bool oc_lanes_applies(const ConvGeom& g) { return (g.sw == 1 || g.sw == 2) && g.kh * g.kw > 1; }

@@ -59,6 +59,13 @@ template <typename T>
 void oc_cols_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g);
 int64_t oc_cols_grad_weight_workspace(const ConvGeom& g, int64_t itemsize);
 
+// grad_input with (kernel column, input channel) pairs as the lanes (direct_oc.cpp; stride 1, at most two vectors
+// of pairs per group; any padding, dilation, groups): the original layer's geometry and weights; gx written whole.
+bool oc_cols_grad_input_applies(const ConvGeom& g, int64_t lanes);
+template <typename T>
+void oc_cols_grad_input(const T* gy, const T* w, T* gx, const ConvGeom& g);
+int64_t oc_cols_grad_input_workspace(const ConvGeom& g, int64_t itemsize);
+
 // Winograd F(4x4, 3x3) (winograd.cpp): 3x3, stride 1, any padding, dilation and groups. x, w (and b if
 // defined) contiguous in the compute dtype; y preallocated (N, O, Ho, Wo).
 bool winograd_applies(const ConvGeom& g);

@@ -241,6 +241,20 @@ inline typename Simd<T>::V load_n(const T* p, int64_t n) {
   return vload(tmp);
 }
 
+// p[0 .. n) = v's first n lanes (n <= L), writing nothing past p[n - 1]: one masked store with AVX-512.
+template <typename T>
+inline void store_n(T* p, const typename Simd<T>::V& v, int64_t n) {
+  if (n == Simd<T>::L) return vstore(p, v);
+#if defined(__AVX512F__)
+  using A = Avx512<T>;
+  A::store(p, lanes_mask<T>(n), reinterpret_cast<const typename A::V&>(v));
+#else
+  T tmp[Simd<T>::L];
+  vstore(tmp, v);
+  for (int64_t l = 0; l < n; ++l) p[l] = tmp[l];
+#endif
+}
+
 // Stores a register tile with positions as vectors and channels as lanes into channel-major rows:
 // y[(v * L + l) * ld + p] = acc[v][p][l] for channels v * L + l < no and positions p < cnt (cnt <= NP).
 // fp32 with AVX-512 and NP <= 16: per vector of channels a 16 x 16 in-register transpose (64 shuffles; rows

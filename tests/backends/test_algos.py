@@ -671,16 +671,17 @@ def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype):
             convkit.explain(x.shape, wt.shape, padding=tuple(pad), dilation=tuple(dil), groups=groups))
 
 
-def grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
-    """x, w, dY in `dtype` and the float64 reference grad_weight (torch, padding applied explicitly)."""
+def grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
+    """x, w, dY in `dtype` and the float64 reference grad_input and grad_weight (torch, padding applied
+    explicitly)."""
     x = rand(n, c, h, w, seed=seed, dtype=dtype)
     wt = rand(o, c // groups, *k, seed=seed + 1, dtype=dtype)
-    xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+    xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1])).requires_grad_()
     wd = wt.double().requires_grad_()
     ref_y = F.conv2d(xp, wd, None, stride, 0, dil, groups)
     gy = rand(*ref_y.shape, seed=seed + 2, dtype=dtype)
-    (ref_gw,) = torch.autograd.grad(ref_y, wd, gy.double())
-    return x, wt, gy, ref_gw
+    ref_gxp, ref_gw = torch.autograd.grad(ref_y, (xp, wd), gy.double())
+    return x, wt, gy, ref_gxp[:, :, pad[0]:pad[0] + h, pad[2]:pad[2] + w], ref_gw
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -697,7 +698,7 @@ def test_grad_weight_channel_lanes(dtype):
         (1, 9, 70, 10, 12, (3, 2), (1, 1), (0, 1, 1, 0), (1, 1), 1, False),  # short reduction: forced only
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups, auto in cases:
-        x, wt, gy, ref_gw = grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=81)
+        x, wt, gy, _, ref_gw = grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=81)
         gw = {a: ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups, [False, True, False], a)[1]
               for a in ("auto", "direct")}
         assert_rel_close(gw["direct"], ref_gw, 1e-12 if dtype == torch.float64 else 1e-5)
@@ -721,7 +722,7 @@ def test_grad_weight_channel_lanes_one_vector(threads, dtype):
         (1, 2, lanes, 7, 20, (2, 7), (1, 1), (1, 1, 3, 3), (1, 1), 1),         # 14 pairs
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups in cases:
-        x, wt, gy, ref_gw = grad_weight_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=91)
+        x, wt, gy, _, ref_gw = grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=91)
         text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
                                    dtype=dtype))
         assert "grad_weight: output channels as vector lanes, (kernel column, input channel) pairs" in text, text
@@ -744,6 +745,53 @@ def test_grad_weight_channel_lanes_one_vector(threads, dtype):
         gy = rand(2, 8, 7, 8, seed=96)
         torch.library.opcheck(ops.corr2d_backward.default,
                               (gy, x.detach(), wt.detach(), [1, 1], [1, 1, 1, 1], [1, 1], 1, [True, True, True], "auto"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grad_input_column_pairs_as_lanes(threads, dtype):
+    # oc_cols_grad_input (direct_oc.cpp): (kernel column, input channel) pairs as the lanes of one or two vectors,
+    # dY read in place, the column shifts folded per gx row. "auto" and "direct" take it for stride 1 with 5 to
+    # 2 vectors of pairs and >= 5 output channels per group (where the transposed rows problem is valid):
+    # LeNet's L1 and L2, one and two vectors, tiles of 8-14 dY columns with and without the padded dY copy
+    # (Wo not a multiple of the tile), padding, dilation (a gx row no dY row reaches), groups, one image split
+    # into row blocks.
+    lanes = 16 if dtype == torch.float32 else 8
+    few = 6 if dtype == torch.float32 else 3  # fp64: two vectors are 16 pairs
+    cases = [  # n, c, o, h, w, k, stride, padding, dilation, groups
+        (8, few, 16, 14, 14, (5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),        # L2 (fp32): 30 pairs, Wo = 10
+        (2, 1, 6, 28, 28, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),           # L1: 5 pairs, Wo = 28 (2 x 14)
+        (1, 3, 7, 17, 23, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),           # 9 pairs, Wo = 23 (copy)
+        (2, few - 1, 8, 4, 12, (2, 3), (1, 1), (0, 0, 0, 0), (3, 1), 1),      # gx rows 1-2: no dY row reaches
+        (2, 8, 10, 12, 31, (3, 3), (1, 1), (1, 2, 1, 0), (2, 2), 2),          # 12 pairs per group, dilation 2
+        (3, 2 * lanes // 5, 5, 9, 16, (3, 5), (1, 1), (2, 0, 4, 1), (1, 1), 1),  # 2 vectors less at most 4 lanes
+    ]
+    for n, c, o, h, w, k, stride, pad, dil, groups in cases:
+        x, wt, gy, ref_gx, _ = grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=101)
+        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
+                                   dtype=dtype))
+        assert "grad_input: direct, (kernel column, input channel) pairs as vector lanes" in text, text
+        gx = {}
+        for nthreads in (1, 2):
+            torch.set_num_threads(nthreads)
+            for a in ("auto", "direct"):
+                gx[a, nthreads] = ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups,
+                                                      [True, False, False], a)[0]
+        assert_rel_close(gx["auto", 1], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
+        assert all(torch.equal(g, gx["auto", 1]) for g in gx.values())  # "direct" and 2 threads: bitwise
+    # where the rule keeps the rows kernel: 3 pairs, 4 output channels, more than 2 vectors of pairs
+    for c, o, k in ((1, 16, 3), (1, 4, 5), (2 * lanes // 5 + 1, 8, 5)):
+        text = str(convkit.explain((2, c, 20, 20), (o, c, k, k), padding=k // 2, dtype=dtype))
+        assert "grad_input: direct rows of the flipped weights" in text, text
+    if dtype == torch.float64:  # a gradient: gradcheck and opcheck through the op, double backward included
+        x = rand(2, 2, 6, 7, seed=104).requires_grad_()
+        wt = rand(5, 2, 3, 3, seed=105).requires_grad_()
+        assert "pairs as vector lanes, dY" in str(convkit.explain(x.shape, wt.shape, padding=1, dtype=torch.float64))
+        f = lambda x, wt: convkit.corr2d(x, wt, None, 1, 1, backend="compiled")  # noqa: E731
+        assert torch.autograd.gradcheck(f, (x, wt))
+        assert torch.autograd.gradgradcheck(f, (x, wt))
+        gy = rand(2, 5, 6, 7, seed=106)
+        torch.library.opcheck(ops.corr2d_backward.default,
+                              (gy, x.detach(), wt.detach(), [1, 1], [1, 1, 1, 1], [1, 1], 1, [True, True, False], "auto"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
