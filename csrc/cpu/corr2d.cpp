@@ -9,7 +9,8 @@
 //                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows
 //                (forward_rows; for such 1x1 layers the pointwise kernel too), or with one input channel per
 //                group (depthwise) forward_depthwise, or beyond 16 output channels per group and 4 M
-//                multiply-adds (not 1x1) output channels as vector lanes (direct_oc.cpp);
+//                multiply-adds (not 1x1) output channels as vector lanes (direct_oc.cpp), or with 3/4 to one
+//                vector of output channels per group (fp32: 12-16; not 1x1) the same with a 1 x NP tile (L2, X2);
 //                other 1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
 //                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
@@ -612,6 +613,21 @@ inline bool oc_cols_preferred(const ConvGeom& g, int64_t itemsize) {
 // depthwise kernel).
 inline bool oc_cols_gx_preferred(const ConvGeom& g, int64_t itemsize) {
   return oc_cols_grad_input_applies(g, 64 / itemsize) && g.kw * g.cg >= 5 && g.og >= 5;
+}
+
+// The channel-lanes forward with one vector of output channels (direct_oc.cpp fwd_tile: a 1 x NP tile, NP = 8 ..
+// 16 columns) in place of the rows kernel, "auto" and "direct" alike: column stride 1, not 1x1, and at least
+// 3/4 of the vector's lanes hold output channels (fp32: 12-16 per group; fp64: 6-8). Same summation order
+// (bias, then (c, i, j) ascending): bitwise the same results. Forward alone, 2 threads, us, rows -> this
+// kernel (same process, interleaved, 7 rounds; torch in brackets): L2 (6 -> 16, 5x5 @14) N=1 17.9 -> 15.5,
+// N=8 48 -> 33 (87), N=256 1248 -> 677; X2 (64 -> 64, groups 4, 3x3 @56) N=8 4503 -> 2904; 16->16 3x3 @28
+// N=8 274 -> 189 (259); 3->16 3x3 @56 206 -> 136 (217); 12->12 3x3 @28 171 -> 124; 6->12 5x5 @14 45 -> 34;
+// 32->16 3x3 @56 2201 -> 1373 (1829); 16->16 7x7 @28 p3 1193 -> 796 (768); 64->16 3x3 @14 278 -> 176 (203);
+// 16->16 3x3 @112 4298 -> 2696. Where it lost: half the lanes (8->8 3x3 @32 N=8 92 -> 107) and 6 of 16
+// (L1, 1->6 5x5 @28, N=256 653 -> 890).
+inline bool oc_one_vector_preferred(const ConvGeom& g, int64_t itemsize) {
+  const int64_t lanes = 64 / itemsize;
+  return oc_lanes_applies(g) && g.sw == 1 && g.og <= lanes && 4 * g.og >= 3 * lanes;
 }
 
 inline bool rows_applies(const ConvGeom& g) {
@@ -1981,6 +1997,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct && oc_lanes_preferred(g, algo == Algo::Direct) ? Fwd::OcLanes
+          : direct && oc_one_vector_preferred(g, itemsize) ? Fwd::OcLanes
           : direct                          ? Fwd::Rows
           : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
           : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas

@@ -46,17 +46,29 @@ constexpr int64_t kSlabBytes = 256 * 1024;
 inline int64_t oc_vectors(const ConvGeom& g, int64_t lanes) { return (g.og + lanes - 1) / lanes >= 3 ? 4 : 2; }
 inline int64_t oc_tile_width(int64_t obv) { return obv == 4 ? 6 : 14; }
 
-// The kernel's shape for one call, with values of `itemsize` bytes: OBV = 2 vectors of output channels per
-// block and NP = 14 output columns per tile, the slab's row pitch ld (whole tiles at the column stride, and
-// the padded input row) and its output rows per task (within about kSlabBytes, but no more than a fair share
-// of all rows for the threads: each output is computed whole within one task, so the split does not change
-// any result).
-constexpr int kFwdObv = 2, kFwdNp = 14;  // the forward's tile (one definition for the plan and the dispatch)
+// The forward's register tile: OBV = 2 vectors of output channels x NP = 14 output columns, or for at most one
+// vector of output channels per group (column stride 1) OBV = 1 x NP = 8 .. 16 columns, the row split evenly
+// into tiles (Wo = 10: one tile of 10; 1 weight load and NP broadcasts per NP FMAs, against the rows
+// kernel's 2 loads and 8 broadcasts per 16 FMAs, but every lane useful: L2's 100 positions per image fill
+// 100 of the rows kernel's 128 lanes). One definition for the plan, the workspace and the dispatch.
+struct FwdTile {
+  int obv, np;
+};
+FwdTile fwd_tile(const ConvGeom& g, int64_t lanes) {
+  if (g.og > lanes || g.sw != 1) return {2, 14};
+  const int64_t ntiles = (g.wo + 15) / 16;
+  return {1, (int)std::min<int64_t>(16, std::max<int64_t>(8, ((g.wo + ntiles - 1) / ntiles + 1) / 2 * 2))};
+}
+
+// The kernel's shape for one call, with values of `itemsize` bytes: the slab's row pitch ld (whole tiles at
+// the column stride, and the padded input row) and its output rows per task (within about kSlabBytes, but no
+// more than a fair share of all rows for the threads: each output is computed whole within one task, so the
+// split does not change any result).
 struct OcPlan {
   int64_t ld, span, rows_per_task;
 };
 OcPlan oc_plan(const ConvGeom& g, int64_t itemsize) {
-  const int64_t np = kFwdNp;
+  const int64_t np = fwd_tile(g, 64 / itemsize).np;
   const int64_t ld = std::max(g.w + g.pl + g.pr, ((g.wo + np - 1) / np * np - 1) * g.sw + (g.kw - 1) * g.dw + 1);
   const int64_t span = (g.kh - 1) * g.dh + 1;  // input rows one output row reads
   const int64_t row_bytes = std::max<int64_t>(1, g.cg * ld * itemsize);  // (no channels: 0)
@@ -268,10 +280,13 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 //   unit      kernel row i x one tile of CT pairs (CT in 8 .. 28: the pairs split evenly into tiles); a task
 //             owns a range of units and one of kOcColsImageBlocks fixed blocks of images, builds each image's
 //             slab and d once, and keeps its units' accumulators (CT vectors each) in a small buffer between
-//             images. The blocks' partial sums are added in block order at the end.
+//             images, then copies them as they are (vectors) to its block's partial sums. At the end the
+//             blocks are added in block order and each sum's lanes scattered once to gw (scattering every
+//             task's accumulators to a gw-shaped buffer, 16 scalar stores a line apart per vector, took
+//             about a quarter of this kernel's samples on L2 at N=8).
 // Summation order per gw element: images of a block, positions (oh, ow) ascending, then the blocks in order,
 // whatever the split: results do not depend on the thread count. Workspace: per task one image's slab and d
-// and its units' accumulators; kOcColsImageBlocks partial copies of gw.
+// and its units' accumulators; kOcColsImageBlocks blocks of partial sums (whole tiles of pairs).
 constexpr int64_t kOcColsImageBlocks = 4;
 struct ColsPlan {
   int64_t ct, ntiles, units, hp, wp;
@@ -303,12 +318,13 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   constexpr int64_t L = Simd<T>::L;
   const ColsPlan pl = oc_cols_plan(g);
   const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, row_ld = pl.wp * g.cg, pairs = g.kw * g.cg;
-  const int64_t gwn = g.o * g.cg * khw;
   const int64_t nblocks = std::max<int64_t>(1, std::min(g.n, kOcColsImageBlocks)), nper = (g.n + nblocks - 1) / nblocks;
   const int64_t want = 2 * at::get_num_threads();
   const int64_t usplit = std::min(pl.units, std::max<int64_t>(1, (want + g.groups * nblocks - 1) / (g.groups * nblocks)));
   const int64_t uper = (pl.units + usplit - 1) / usplit;
-  std::vector<T> part(nblocks * gwn, T(0));
+  // per image block, the units' accumulators as they are: part[grp][nb][u][tt] (vectors of output channels)
+  const int64_t upg = pl.units * CT;  // vectors per group and block
+  std::vector<V> part(g.groups * nblocks * upg, V{});
   at::parallel_for(0, g.groups * nblocks * usplit, 1, [&](int64_t begin, int64_t end) {
     // zero once: every image writes the same interior of the slab and lanes < Og of d
     std::vector<T> slab(pl.hp * row_ld + CT, T(0)), d(plane * L, T(0));
@@ -320,12 +336,12 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
       acc.assign((u1 - u0) * CT, V{});
       for (int64_t n = nb * nper; n < std::min(g.n, (nb + 1) * nper); ++n) {
         const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
-        for (int64_t c = 0; c < g.cg; ++c)
-          for (int64_t ih = 0; ih < g.h; ++ih) {
-            const T* xr = xg + (c * g.h + ih) * g.w;
-            T* sr = slab.data() + (ih + g.pt) * row_ld + g.pl * g.cg + c;
-            for (int64_t iw = 0; iw < g.w; ++iw) sr[iw * g.cg] = xr[iw];
-          }
+        for (int64_t ih = 0; ih < g.h; ++ih) {  // stores in order, loads from Cg rows
+          const T* xr = xg + ih * g.w;
+          T* sr = slab.data() + (ih + g.pt) * row_ld + g.pl * g.cg;
+          for (int64_t iw = 0; iw < g.w; ++iw)
+            for (int64_t c = 0; c < g.cg; ++c) sr[iw * g.cg + c] = xr[c * g.h * g.w + iw];
+        }
         const T* gyg = gy + (n * g.o + grp * g.og) * plane;
         transpose_to_lanes(gyg, g.og, plane, d.data());
         for (int64_t u = u0; u < u1; ++u) {
@@ -334,24 +350,20 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
                                g.ho, g.wo, acc.data() + (u - u0) * CT);
         }
       }
-      T* pb = part.data() + nb * gwn;
-      for (int64_t u = u0; u < u1; ++u) {
-        const int64_t i = u / pl.ntiles, tb = u % pl.ntiles;
-        for (int64_t tt = 0; tt < CT && tb * CT + tt < pairs; ++tt) {
-          const int64_t t = tb * CT + tt, j = t / g.cg, c = t % g.cg;
-          const V& a = acc[(u - u0) * CT + tt];
-          for (int64_t o = 0; o < g.og; ++o) pb[((grp * g.og + o) * g.cg + c) * khw + i * g.kw + j] = a[o];
-        }
-      }
+      std::copy(acc.begin(), acc.end(), part.begin() + (grp * nblocks + nb) * upg + u0 * CT);
     }
   });
-  at::parallel_for(0, gwn, 4096, [&](int64_t e0, int64_t e1) {
-    for (int64_t e = e0; e < e1; ++e) {
-      T s = part[e];
-      for (int64_t nb = 1; nb < nblocks; ++nb) s += part[nb * gwn + e];
-      gw[e] = s;
+  // the blocks summed in order, then scattered to gw[grp * og + o][c][i][j] (pair t = j * Cg + c of unit
+  // i * ntiles + t / CT)
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t v = 0; v < upg; ++v) {
+      const int64_t u = v / CT, t = u % pl.ntiles * CT + v % CT, i = u / pl.ntiles;
+      if (t >= pairs) continue;
+      V s = part[grp * nblocks * upg + v];
+      for (int64_t nb = 1; nb < nblocks; ++nb) s += part[(grp * nblocks + nb) * upg + v];
+      T* dst = gw + (grp * g.og * g.cg + t % g.cg) * khw + i * g.kw + t / g.cg;
+      for (int64_t o = 0; o < g.og; ++o) dst[o * g.cg * khw] = s[o];
     }
-  });
 }
 
 // grad_input for stride 1 with few (kernel column, input channel) pairs per group (L2: 6 input channels x 5
@@ -493,13 +505,12 @@ void oc_cols_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 template void oc_cols_grad_weight<float>(const float*, const float*, float*, const ConvGeom&);
 template void oc_cols_grad_weight<double>(const double*, const double*, double*, const ConvGeom&);
 
-// Per thread one image's slab and d and the units' accumulators; the blocks' partial copies of gw.
+// Per thread one image's slab and d and the units' accumulators; the image blocks' partial sums.
 int64_t oc_cols_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
   const ColsPlan p = oc_cols_plan(g);
   const int64_t lanes = 64 / itemsize;
   const int64_t per_thread = (p.hp * p.wp * g.cg + p.ct + g.ho * g.wo * lanes + p.units * p.ct * lanes) * itemsize;
-  return at::get_num_threads() * per_thread +
-         std::min(g.n, kOcColsImageBlocks) * g.o * g.cg * g.kh * g.kw * itemsize;
+  return at::get_num_threads() * per_thread + g.groups * std::min(g.n, kOcColsImageBlocks) * p.units * p.ct * 64;
 }
 
 // Stride 1 and at most two vectors of (kernel column, input channel) pairs per group.
@@ -537,17 +548,23 @@ bool oc_lanes_applies(const ConvGeom& g) { return (g.sw == 1 || g.sw == 2) && g.
 // The packed weights (whole blocks) and, per thread, one slab of a task's input rows (at least one row block).
 int64_t oc_lanes_workspace(const ConvGeom& g, int64_t itemsize) {
   const OcPlan p = oc_plan(g, itemsize);
-  const int64_t cb = kFwdObv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
+  const int64_t cb = fwd_tile(g, 64 / itemsize).obv * (64 / itemsize), blocks = (g.og + cb - 1) / cb;
   const int64_t slab = g.cg * ((std::min(g.ho, p.rows_per_task) - 1) * g.sh + p.span) * p.ld * itemsize;
   return g.groups * blocks * cb * (g.cg * g.kh * g.kw + 1) * itemsize + at::get_num_threads() * slab;
 }
 
 template <typename T>
 void oc_lanes_forward(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool flipped) {
-  if (g.sw == 2)
-    forward_oc<T, kFwdObv, kFwdNp, 2>(x, w, b, y, g, flipped);
-  else
-    forward_oc<T, kFwdObv, kFwdNp, 1>(x, w, b, y, g, flipped);
+  const FwdTile t = fwd_tile(g, Simd<T>::L);
+  if (g.sw == 2) return forward_oc<T, 2, 14, 2>(x, w, b, y, g, flipped);
+  if (t.obv == 2) return forward_oc<T, 2, 14, 1>(x, w, b, y, g, flipped);
+  switch (t.np) {
+    case 8: return forward_oc<T, 1, 8, 1>(x, w, b, y, g, flipped);
+    case 10: return forward_oc<T, 1, 10, 1>(x, w, b, y, g, flipped);
+    case 12: return forward_oc<T, 1, 12, 1>(x, w, b, y, g, flipped);
+    case 14: return forward_oc<T, 1, 14, 1>(x, w, b, y, g, flipped);
+    default: return forward_oc<T, 1, 16, 1>(x, w, b, y, g, flipped);
+  }
 }
 template <typename T>
 void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {

@@ -651,6 +651,50 @@ def test_auto_takes_channel_lanes_for_column_stride_2(dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_channel_lanes_one_vector(dtype, threads):
+    # 3/4 to one vector of output channels per group (fp32: 12-16, fp64: 6-8), column stride 1, not 1x1: "auto"
+    # and "direct" take the channel-lanes forward with a 1 x NP tile (direct_oc.cpp fwd_tile; NP = 8 .. 16, the
+    # row split evenly: L2's Wo = 10 is one tile of 10). Tiles of 8, 10, 12, 14 and 16 columns, a partial last
+    # tile, row stride 2, dilation, asymmetric padding, groups, no bias. Against float64 F.conv2d, bitwise the
+    # same at 1 and 2 threads and with "direct", and the rows kernel's summation order: bitwise equal to it
+    # where the rule is off (a vector of channels less than 3/4 full goes to the rows kernel, checked below).
+    lanes = 16 if dtype == torch.float32 else 8
+    cases = [  # n, c, o, h, w, k, stride, padding (t, b, l, r), dilation, groups, bias
+        (8, 6, lanes, 14, 14, (5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),         # L2: one tile of 10
+        (2, 5, lanes, 9, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),           # Wo = 8
+        (1, 3, lanes - 1, 12, 12, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 1, False),    # 12, row stride 2
+        (2, 8, 2 * lanes, 11, 28, (3, 3), (1, 1), (2, 0, 1, 1), (2, 1), 2, True),     # 14 x 2, 2 groups
+        (1, 4, 3 * lanes // 4, 7, 33, (2, 4), (1, 1), (0, 1, 3, 0), (1, 2), 1, True),  # Wo = 30: 16 + 14
+    ]
+    for n, c, o, h, w, k, stride, pad, dil, groups, bias in cases:
+        x = rand(n, c, h, w, seed=111, dtype=dtype)
+        wt = rand(o, c // groups, *k, seed=112, dtype=dtype)
+        b = rand(o, seed=113, dtype=dtype) if bias else None
+        ref = F.conv2d(F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1])), wt.double(),
+                       b.double() if bias else None, stride, 0, dil, groups)
+        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=pad, dilation=dil, groups=groups,
+                                   dtype=dtype))
+        assert "forward: direct, output channels as vector lanes" in text, text
+        ys = {}
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            for a in ("auto", "direct"):
+                ys[a, nt] = ops.corr2d(x, wt, b, list(stride), list(pad), list(dil), groups, a)
+        assert_rel_close(ys["auto", 1], ref, 1e-12 if dtype == torch.float64 else 1e-5)
+        assert all(torch.equal(y, ys["auto", 1]) for y in ys.values())
+    x = rand(2, 4, 10, 10, seed=114, dtype=dtype)  # half a vector of channels: the rows kernel
+    text = str(convkit.explain(x.shape, (lanes // 2, 4, 3, 3), padding=1, dtype=dtype))
+    assert "forward: direct rows (forward_rows)" in text, text
+    if dtype == torch.float64:
+        x = rand(2, 3, 7, 9, seed=115).requires_grad_()
+        wt = rand(8, 3, 3, 3, seed=116).requires_grad_()
+        b = rand(8, seed=117).requires_grad_()
+        torch.library.opcheck(ops.corr2d.default, (x, wt, b, [1, 1], [1, 1, 1, 1], [1, 1], 1, "auto"))
+        assert torch.autograd.gradcheck(lambda x, wt, b: convkit.corr2d(x, wt, b, 1, 1, backend="compiled"),
+                                        (x, wt, b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype):
     # stride 1, > 16 input channels per group and <= 64 output channels (G1's backward): grad_input is the
     # channel-lanes forward of the flipped, transposed weights on dY (grad_input_rows, GradInput::OcLanes);
