@@ -23,7 +23,7 @@
 //                input or <= 64 output channels per group: the rows forward of those weights (grad_input_rows,
 //                forward_depthwise for depthwise; the channel-lanes kernel where oc_lanes_preferred holds for
 //                the transposed problem, i.e. > 16 input channels per group, with no upper bound on them
-//                (measured on G1 only), or with <= 32 (fp64: 16) and >= 5 (kernel column, input channel)
+//                (measured on G1 only) or 12-16 of them (the 1 x NP tile; X2), or with <= 32 (fp64: 16) and >= 5 (kernel column, input channel)
 //                pairs per group and >= 5 output channels, those pairs as vector lanes over dY in place
 //                (direct_oc.cpp oc_cols_grad_input; LeNet's L1, L2); 1x1 stride 1: the pointwise kernel of W^T where the
 //                forward's rule holds for the transposed product (reduction over output channels), else
@@ -625,6 +625,10 @@ inline bool oc_cols_gx_preferred(const ConvGeom& g, int64_t itemsize) {
 // 32->16 3x3 @56 2201 -> 1373 (1829); 16->16 7x7 @28 p3 1193 -> 796 (768); 64->16 3x3 @14 278 -> 176 (203);
 // 16->16 3x3 @112 4298 -> 2696. Where it lost: half the lanes (8->8 3x3 @32 N=8 92 -> 107) and 6 of 16
 // (L1, 1->6 5x5 @28, N=256 653 -> 890).
+// grad_input takes it too where the transposed problem qualifies (12-16 input channels per group), in place of
+// the rows kernel over zero-padded dY: gx alone, us, rows -> this kernel, N=8 (torch in brackets): X2 4671 ->
+// 2849 (12629), at N=1 536 -> 337 (517); 16->16 3x3 @28 260 -> 170 (232); 16->32 3x3 @28 536 -> 331 (414);
+// 12->16 5x5 @14 167 -> 119 (134); 16->16 3x3 @112 4665 -> 2857; 16->64 3x3 @14 302 -> 189 (251).
 inline bool oc_one_vector_preferred(const ConvGeom& g, int64_t itemsize) {
   const int64_t lanes = 64 / itemsize;
   return oc_lanes_applies(g) && g.sw == 1 && g.og <= lanes && 4 * g.og >= 3 * lanes;
@@ -1891,7 +1895,11 @@ void grad_weight_columns_blas(const at::Tensor& xt, const at::Tensor& gyt, at::T
 // grad_bias[o] = sum over n, oh, ow of gy: Wo partial sums (vectorisable) added in order at the end.
 template <typename T>
 void grad_bias_kernel(const T* gy, T* gb, const ConvGeom& g) {
-  at::parallel_for(0, g.o, 1, [&](int64_t begin, int64_t end) {
+  // channels per task: at least kGradBiasMinSums values summed, else one thread (L2 at N=8 sums 800 values per
+  // channel; a parallel region costs several microseconds here)
+  constexpr int64_t kGradBiasMinSums = 32768;
+  const int64_t grain = std::max<int64_t>(1, kGradBiasMinSums / std::max<int64_t>(1, g.n * g.ho * g.wo));
+  at::parallel_for(0, g.o, grain, [&](int64_t begin, int64_t end) {
     std::vector<T> lanes(g.wo);
     for (int64_t o = begin; o < end; ++o) {
       std::fill(lanes.begin(), lanes.end(), T(0));
@@ -2013,6 +2021,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
     p.gx = oc_lanes_preferred(transposed_geometry(g), algo == Algo::Direct) ? GradInput::OcLanes
            : oc_cols_gx_preferred(g, itemsize)                                 ? GradInput::OcCols
+           : oc_one_vector_preferred(transposed_geometry(g), itemsize)          ? GradInput::OcLanes
                                                                                : GradInput::Rows;
   else if (algo == Algo::Auto && columns_blas_applies(g))
     p.gx = GradInput::ColumnsBlas;

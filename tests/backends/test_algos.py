@@ -694,27 +694,6 @@ def test_forward_channel_lanes_one_vector(dtype, threads):
                                         (x, wt, b))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype):
-    # stride 1, > 16 input channels per group and <= 64 output channels (G1's backward): grad_input is the
-    # channel-lanes forward of the flipped, transposed weights on dY (grad_input_rows, GradInput::OcLanes);
-    # auto equals forced "direct" bitwise and the float64 reference; asymmetric padding, 2 groups, dilation
-    x = rand(2, 40, 20, 23, seed=74, dtype=dtype)
-    for groups, pad, dil in ((1, [2, 2, 2, 2], [1, 1]), (2, [1, 3, 0, 2], [1, 1]), (1, [2, 1, 2, 1], [2, 1])):
-        wt = rand(24, 40 // groups, 5, 3, seed=75, dtype=dtype)
-        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1])).requires_grad_()
-        ref_y = F.conv2d(xp, wt.double(), None, 1, 0, dil, groups)
-        gy = rand(*ref_y.shape, seed=76, dtype=dtype)
-        (ref_gxp,) = torch.autograd.grad(ref_y, xp, gy.double())
-        ref_gx = ref_gxp[:, :, pad[0]:pad[0] + 20, pad[2]:pad[2] + 23]
-        gx = {a: ops.corr2d_backward(gy, x, wt, [1, 1], pad, dil, groups, [True, False, False], a)[0]
-              for a in ("auto", "direct")}
-        assert torch.equal(gx["auto"], gx["direct"])  # (the same plan: explain, below, names it)
-        assert_rel_close(gx["auto"], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
-        assert "grad_input: direct, output channels as vector lanes, of the flipped weights" in str(
-            convkit.explain(x.shape, wt.shape, padding=tuple(pad), dilation=tuple(dil), groups=groups))
-
-
 def grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
     """x, w, dY in `dtype` and the float64 reference grad_input and grad_weight (torch, padding applied
     explicitly)."""
@@ -726,6 +705,36 @@ def grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
     gy = rand(*ref_y.shape, seed=seed + 2, dtype=dtype)
     ref_gxp, ref_gw = torch.autograd.grad(ref_y, (xp, wd), gy.double())
     return x, wt, gy, ref_gxp[:, :, pad[0]:pad[0] + h, pad[2]:pad[2] + w], ref_gw
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype, threads):
+    # stride 1 with > 16 input channels per group and <= 64 output channels (G1's backward), or 3/4 to one
+    # vector of input channels per group (fp32: 12-16, X2's kind; the 1 x NP tile): grad_input is the
+    # channel-lanes forward of the flipped, transposed weights on dY (grad_input_rows, GradInput::OcLanes).
+    # "auto" equals forced "direct" and 1 thread equals 2 bitwise, against the float64 reference; asymmetric
+    # padding, groups, dilation.
+    lanes = 16 if dtype == torch.float32 else 8
+    cases = [  # c, o, k, padding, dilation, groups
+        (40, 24, (5, 3), (2, 2, 2, 2), (1, 1), 1),
+        (40, 24, (5, 3), (1, 3, 0, 2), (1, 1), 2),
+        (40, 24, (5, 3), (2, 1, 2, 1), (2, 1), 1),
+        (lanes, 24, (3, 3), (1, 1, 1, 1), (1, 1), 1),              # one vector: tiles of 14 + 9 (W = 23)
+        (2 * lanes, 8, (3, 5), (0, 2, 1, 3), (1, 2), 2),          # one vector per group
+        (3 * lanes // 4, 16, (5, 5), (0, 0, 0, 0), (1, 1), 1),     # 3/4 of a vector
+    ]
+    for c, o, k, pad, dil, groups in cases:
+        x, wt, gy, ref_gx, _ = grad_case(2, c, o, 20, 23, k, (1, 1), pad, dil, groups, dtype, seed=74)
+        gx = {}
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            for a in ("auto", "direct"):
+                gx[a, nt] = ops.corr2d_backward(gy, x, wt, [1, 1], list(pad), list(dil), groups, [True, False, False],
+                                                a)[0]
+        assert all(torch.equal(g, gx["auto", 1]) for g in gx.values())  # (the same plan: explain names it)
+        assert_rel_close(gx["auto", 1], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
+        assert "grad_input: direct, output channels as vector lanes, of the flipped weights" in str(
+            convkit.explain(x.shape, wt.shape, padding=pad, dilation=dil, groups=groups, dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
