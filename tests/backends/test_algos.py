@@ -707,6 +707,25 @@ def grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed):
     return x, wt, gy, ref_gxp[:, :, pad[0]:pad[0] + h, pad[2]:pad[2] + w], ref_gw
 
 
+def check_gradient_path(case, dtype, which, expect, seed, algos=("auto", "direct")):
+    """One gradient of `case` (n, c, o, h, w, k, stride, padding, dilation, groups; which: 0 grad_input, 1
+    grad_weight) through the path whose explain line contains `expect`: against the float64 reference, and
+    bitwise the same for every algo in `algos` at 1 and 2 threads."""
+    n, c, o, h, w, k, stride, pad, dil, groups = case
+    x, wt, gy, ref_gx, ref_gw = grad_case(*case, dtype, seed=seed)
+    text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
+                               dtype=dtype))
+    assert expect in text, text
+    got = {}
+    for nthreads in (1, 2):
+        torch.set_num_threads(nthreads)
+        for a in algos:
+            got[a, nthreads] = ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups,
+                                                   [which == 0, which == 1, False], a)[which]
+    assert_rel_close(got["auto", 1], ref_gw if which else ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
+    assert all(torch.equal(g, got["auto", 1]) for g in got.values())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype, threads):
     # stride 1 with > 16 input channels per group and <= 64 output channels (G1's backward), or 3/4 to one
@@ -724,17 +743,8 @@ def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype, threa
         (3 * lanes // 4, 16, (5, 5), (0, 0, 0, 0), (1, 1), 1),     # 3/4 of a vector
     ]
     for c, o, k, pad, dil, groups in cases:
-        x, wt, gy, ref_gx, _ = grad_case(2, c, o, 20, 23, k, (1, 1), pad, dil, groups, dtype, seed=74)
-        gx = {}
-        for nt in (1, 2):
-            torch.set_num_threads(nt)
-            for a in ("auto", "direct"):
-                gx[a, nt] = ops.corr2d_backward(gy, x, wt, [1, 1], list(pad), list(dil), groups, [True, False, False],
-                                                a)[0]
-        assert all(torch.equal(g, gx["auto", 1]) for g in gx.values())  # (the same plan: explain names it)
-        assert_rel_close(gx["auto", 1], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
-        assert "grad_input: direct, output channels as vector lanes, of the flipped weights" in str(
-            convkit.explain(x.shape, wt.shape, padding=pad, dilation=dil, groups=groups, dtype=dtype))
+        check_gradient_path((2, c, o, 20, 23, k, (1, 1), pad, dil, groups), dtype, 0,
+                            "grad_input: direct, output channels as vector lanes, of the flipped weights", seed=74)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -774,19 +784,10 @@ def test_grad_weight_channel_lanes_one_vector(threads, dtype):
         (6, 10, 2 * lanes, 9, 12, (3, 4), (1, 2), (2, 1, 0, 3), (1, 1), 2),    # 20 pairs, column stride 2
         (1, 2, lanes, 7, 20, (2, 7), (1, 1), (1, 1, 3, 3), (1, 1), 1),         # 14 pairs
     ]
-    for n, c, o, h, w, k, stride, pad, dil, groups in cases:
-        x, wt, gy, _, ref_gw = grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=91)
-        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
-                                   dtype=dtype))
-        assert "grad_weight: output channels as vector lanes, (kernel column, input channel) pairs" in text, text
-        gw = {}
-        for nthreads in (1, 2):
-            torch.set_num_threads(nthreads)
-            for a in ("auto", "direct") if stride[1] == 1 else ("auto",):  # "direct": column stride 1
-                gw[a, nthreads] = ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups,
-                                                      [False, True, False], a)[1]
-        assert_rel_close(gw["auto", 1], ref_gw, 1e-12 if dtype == torch.float64 else 1e-5)
-        assert all(torch.equal(g, gw["auto", 1]) for g in gw.values())  # "direct" and 2 threads: bitwise
+    for case in cases:  # "direct" needs column stride 1
+        check_gradient_path(case, dtype, 1,
+                            "grad_weight: output channels as vector lanes, (kernel column, input channel) pairs",
+                            seed=91, algos=("auto", "direct") if case[6][1] == 1 else ("auto",))
     # the float64 case is a gradient too (gradcheck and opcheck through the op, L2-like but small)
     if dtype == torch.float64:
         x = rand(2, 3, 7, 8, seed=94).requires_grad_()
@@ -818,19 +819,9 @@ def test_grad_input_column_pairs_as_lanes(threads, dtype):
         (2, 8, 10, 12, 31, (3, 3), (1, 1), (1, 2, 1, 0), (2, 2), 2),          # 12 pairs per group, dilation 2
         (3, 2 * lanes // 5, 5, 9, 16, (3, 5), (1, 1), (2, 0, 4, 1), (1, 1), 1),  # 2 vectors less at most 4 lanes
     ]
-    for n, c, o, h, w, k, stride, pad, dil, groups in cases:
-        x, wt, gy, ref_gx, _ = grad_case(n, c, o, h, w, k, stride, pad, dil, groups, dtype, seed=101)
-        text = str(convkit.explain(x.shape, wt.shape, stride=stride, padding=tuple(pad), dilation=dil, groups=groups,
-                                   dtype=dtype))
-        assert "grad_input: direct, (kernel column, input channel) pairs as vector lanes" in text, text
-        gx = {}
-        for nthreads in (1, 2):
-            torch.set_num_threads(nthreads)
-            for a in ("auto", "direct"):
-                gx[a, nthreads] = ops.corr2d_backward(gy, x, wt, list(stride), list(pad), list(dil), groups,
-                                                      [True, False, False], a)[0]
-        assert_rel_close(gx["auto", 1], ref_gx, 1e-12 if dtype == torch.float64 else 1e-5)
-        assert all(torch.equal(g, gx["auto", 1]) for g in gx.values())  # "direct" and 2 threads: bitwise
+    for case in cases:
+        check_gradient_path(case, dtype, 0, "grad_input: direct, (kernel column, input channel) pairs as vector lanes",
+                            seed=101)
     # where the rule keeps the rows kernel: 3 pairs, 4 output channels, more than 2 vectors of pairs
     for c, o, k in ((1, 16, 3), (1, 4, 5), (2 * lanes // 5 + 1, 8, 5)):
         text = str(convkit.explain((2, c, 20, 20), (o, c, k, k), padding=k // 2, dtype=dtype))
