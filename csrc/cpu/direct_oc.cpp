@@ -375,16 +375,18 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 // positions as lanes and spends on L2 96 of every 196 multiply-adds on the padding, and copies kw shifted,
 // padded dY slabs per image.
 //   layout    the weights packed wp[group][o][i][OBV * L] (lane t; zero past the pairs); dY read in place, or
-//             through a per-image copy with rows padded to whole tiles where NP does not divide Wo (the last
-//             tile's broadcasts would read past dY's end); per task a row buffer z[t][zoff + ow], zero
-//             outside the Wo columns the tiles write, so the fold needs no bounds.
-//   task      one image and group and a block of gx rows (whole rows: the split does not change any result).
+//             where NP does not divide Wo (the last tile's broadcasts would read past dY's end) through a
+//             per-task copy of the dY rows the block reads, their pitch padded to whole tiles; per thread two
+//             row buffers z[t][zoff + ow] (a row is folded while the next one's tiles run), zero outside the
+//             Wo columns the tiles write, so the fold needs no bounds.
+//   task      one image and group and a block of gx rows (whole rows: the split does not change any result;
+//             with the dY copy, the block's rows are bounded so that the copy stays within about kSlabBytes).
 //   tile      OBV x NP accumulators over NP consecutive dY columns (NP in 8 .. 14, the row split evenly); per
 //             (o, i): OBV weight vector loads, NP broadcasts of dY, OBV * NP FMAs; then transposed into z's rows
 //             (store_lanes_transposed). The fold: per input channel and vector of gx columns, kw unaligned
 //             loads of z and adds, one store.
 // Summation order per gx element: (o, i) ascending, then j ascending. Workspace: the packed weights, and
-// per thread z and (where NP does not divide Wo) one image's padded dY.
+// per thread z and (where NP does not divide Wo) one block's padded dY rows.
 struct ColsGxPlan {
   int64_t obv, np, ntiles, zoff, zld, dld, rows_per_task;
   bool copy;
@@ -396,9 +398,13 @@ ColsGxPlan oc_cols_gx_plan(const ConvGeom& g, int64_t lanes) {
   const int64_t wv = (g.w + lanes - 1) / lanes * lanes;
   const int64_t zld = std::max(zoff + g.pl + wv, zoff + g.wo);
   const bool copy = g.wo % np != 0;
+  const int64_t dld = copy ? ntiles * np : g.wo;
   const int64_t want = 4 * at::get_num_threads(), tasks = g.n * g.groups;
-  const int64_t rb = std::max<int64_t>(1, g.h / std::max<int64_t>(1, (want + tasks - 1) / tasks));
-  return {obv, np, ntiles, zoff, zld, copy ? ntiles * np : g.wo, rb, copy};
+  int64_t rb = std::max<int64_t>(1, g.h / std::max<int64_t>(1, (want + tasks - 1) / tasks));
+  if (copy)  // the copied dY rows of a block (its rows plus the kernel's span) within about kSlabBytes
+    rb = std::max<int64_t>(1, std::min(rb, kSlabBytes / std::max<int64_t>(1, g.og * dld * (64 / lanes)) -
+                                               (g.kh - 1) * g.dh));
+  return {obv, np, ntiles, zoff, zld, dld, rb, copy};
 }
 
 // acc[v][p] = sum over o < og and ni kernel rows of wp[o * w_step + ii * OBV * L + v * L] * q[o * o_step +
@@ -438,47 +444,62 @@ void grad_input_oc_cols(const T* gy, const T* w, T* gx, const ConvGeom& g) {
       for (int64_t i = 0; i < g.kh; ++i)
         for (int64_t j = 0; j < g.kw; ++j) wp[o * w_step + i * TL + j * g.cg + c] = w[(o * g.cg + c) * khw + i * g.kw + j];
   const int64_t rb = pl.rows_per_task, rblocks = (g.h + rb - 1) / rb;
+  const int64_t zsz = pairs * pl.zld;
   at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> z(pairs * pl.zld, T(0)), dcopy;
-    int64_t copied = -1;
+    // two rows of Z: a row is folded after the next row's tiles, when its stores have left the store buffer
+    // (folding at once read the just-written, partly masked lines back through failed store forwarding)
+    std::vector<T> z(2 * zsz, T(0)), dcopy;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h0 = task % rblocks * rb, h1 = std::min(g.h, h0 + rb), ng = task / rblocks;
       const int64_t grp = ng % g.groups, n = ng / g.groups;
+      T* gxg = gx + (n * g.c + grp * g.cg) * g.h * g.w;
+      // dY rows [base, base + rows) as d[o * d_plane + (oh - base) * dld + ow]: in place, or the block's rows
+      // copied with their pitch padded to whole tiles
       const T* d = gy + (n * g.o + grp * g.og) * plane;
-      int64_t dld = g.wo;
+      int64_t dld = g.wo, d_plane = plane, base = 0;
       if (pl.copy) {
-        if (copied != ng) {
-          dcopy.assign(g.og * g.ho * pl.dld + NP, T(0));
-          for (int64_t r = 0; r < g.og * g.ho; ++r) std::copy(d + r * g.wo, d + (r + 1) * g.wo, dcopy.data() + r * pl.dld);
-          copied = ng;
-        }
+        base = std::max<int64_t>(0, h0 + g.pt - (g.kh - 1) * g.dh);
+        const int64_t rows = std::max<int64_t>(0, std::min(g.ho, h1 + g.pt) - base);
+        dcopy.assign(g.og * rows * pl.dld + NP, T(0));
+        for (int64_t o = 0; o < g.og; ++o)
+          for (int64_t r = 0; r < rows; ++r)
+            std::copy(d + (o * g.ho + base + r) * g.wo, d + (o * g.ho + base + r + 1) * g.wo,
+                      dcopy.data() + (o * rows + r) * pl.dld);
         d = dcopy.data();
         dld = pl.dld;
+        d_plane = rows * pl.dld;
       }
       const T* wg = wp.data() + grp * g.og * w_step;
+      const auto fold = [&](int64_t h) {  // gx[c][h][w] = sum over j of Z[j * Cg + c][w + pl - j*dw]
+        for (int64_t c = 0; c < g.cg; ++c)
+          for (int64_t w0 = 0; w0 < g.w; w0 += L) {
+            const T* zc = z.data() + (h & 1) * zsz + c * pl.zld + pl.zoff + w0 + g.pl;  // j = 0
+            V s = vload(zc);
+            for (int64_t j = 1; j < g.kw; ++j) s += vload(zc + j * (g.cg * pl.zld - g.dw));
+            store_n(gxg + (c * g.h + h) * g.w + w0, s, std::min(L, g.w - w0));
+          }
+      };
+      int64_t pending = -1;  // the row whose Z waits in z to be folded
       for (int64_t h = h0; h < h1; ++h) {
         // kernel rows i with 0 <= h + pt - i*dh < Ho
         const int64_t top = h + g.pt;
         const int64_t i0 = top >= g.ho ? (top - g.ho) / g.dh + 1 : 0, i1 = std::min(g.kh, top / g.dh + 1);
-        T* gxh = gx + (n * g.c + grp * g.cg) * g.h * g.w + h * g.w;
-        if (i0 >= i1) {
-          for (int64_t c = 0; c < g.cg; ++c) std::fill(gxh + c * g.h * g.w, gxh + c * g.h * g.w + g.w, T(0));
+        if (i0 >= i1) {  // no dY row reaches gx row h
+          for (int64_t c = 0; c < g.cg; ++c) std::fill(gxg + (c * g.h + h) * g.w, gxg + (c * g.h + h + 1) * g.w, T(0));
+          if (pending >= 0) fold(pending);
+          pending = -1;
           continue;
         }
         for (int64_t k = 0; k < pl.ntiles; ++k) {
           const int64_t ow0 = k * NP;
-          oc_cols_gx_tile<T, OBV, NP>(d + (top - i0 * g.dh) * dld + ow0, g.ho * dld, -g.dh * dld, wg + i0 * TL, w_step,
-                                      g.og, i1 - i0, z.data() + pl.zoff + ow0, pl.zld, pairs,
+          oc_cols_gx_tile<T, OBV, NP>(d + (top - i0 * g.dh - base) * dld + ow0, d_plane, -g.dh * dld, wg + i0 * TL,
+                                      w_step, g.og, i1 - i0, z.data() + (h & 1) * zsz + pl.zoff + ow0, pl.zld, pairs,
                                       std::min<int64_t>(NP, g.wo - ow0));
         }
-        for (int64_t c = 0; c < g.cg; ++c)
-          for (int64_t w0 = 0; w0 < g.w; w0 += L) {
-            const T* zc = z.data() + c * pl.zld + pl.zoff + w0 + g.pl;  // j = 0
-            V s = vload(zc);
-            for (int64_t j = 1; j < g.kw; ++j) s += vload(zc + j * (g.cg * pl.zld - g.dw));
-            store_n(gxh + c * g.h * g.w + w0, s, std::min(L, g.w - w0));
-          }
+        if (pending >= 0) fold(pending);
+        pending = h;
       }
+      if (pending >= 0) fold(pending);
     }
   });
 }
@@ -535,11 +556,12 @@ void oc_cols_grad_input(const T* gy, const T* w, T* gx, const ConvGeom& g) {
 template void oc_cols_grad_input<float>(const float*, const float*, float*, const ConvGeom&);
 template void oc_cols_grad_input<double>(const double*, const double*, double*, const ConvGeom&);
 
-// The packed weights; per thread z and, where NP does not divide Wo, one image's padded dY.
+// The packed weights; per thread z and, where NP does not divide Wo, one row block's padded dY rows.
 int64_t oc_cols_grad_input_workspace(const ConvGeom& g, int64_t itemsize) {
   const int64_t lanes = 64 / itemsize;
   const ColsGxPlan p = oc_cols_gx_plan(g, lanes);
-  const int64_t per_thread = g.cg * g.kw * p.zld + (p.copy ? g.og * g.ho * p.dld + p.np : 0);
+  const int64_t rows = std::min(g.ho, p.rows_per_task + (g.kh - 1) * g.dh);  // dY rows one block reads
+  const int64_t per_thread = 2 * g.cg * g.kw * p.zld + (p.copy ? g.og * rows * p.dld + p.np : 0);
   return (g.o * g.kh * p.obv * lanes + at::get_num_threads() * per_thread) * itemsize;
 }
 

@@ -818,6 +818,7 @@ def test_grad_input_column_pairs_as_lanes(threads, dtype):
         (2, few - 1, 8, 4, 12, (2, 3), (1, 1), (0, 0, 0, 0), (3, 1), 1),      # gx rows 1-2: no dY row reaches
         (2, 8, 10, 12, 31, (3, 3), (1, 1), (1, 2, 1, 0), (2, 2), 2),          # 12 pairs per group, dilation 2
         (3, 2 * lanes // 5, 5, 9, 16, (3, 5), (1, 1), (2, 0, 4, 1), (1, 1), 1),  # 2 vectors less at most 4 lanes
+        (1, 2, 200, 6, 150, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),        # dY copies of one gx row per block
     ]
     for case in cases:
         check_gradient_path(case, dtype, 0, "grad_input: direct, (kernel column, input channel) pairs as vector lanes",
