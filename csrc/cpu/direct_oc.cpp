@@ -54,10 +54,15 @@ inline int64_t oc_tile_width(int64_t obv) { return obv == 4 ? 6 : 14; }
 struct FwdTile {
   int obv, np;
 };
+// The tile width for a row of n columns split evenly into the fewest tiles of at most `most` columns: even,
+// and at least 8 (one-vector forward and grad_input_oc_cols).
+inline int64_t even_tile(int64_t n, int64_t most) {
+  const int64_t tiles = (n + most - 1) / most;
+  return std::min(most, std::max<int64_t>(8, ((n + tiles - 1) / tiles + 1) / 2 * 2));
+}
 FwdTile fwd_tile(const ConvGeom& g, int64_t lanes) {
   if (g.og > lanes || g.sw != 1) return {2, 14};
-  const int64_t ntiles = (g.wo + 15) / 16;
-  return {1, (int)std::min<int64_t>(16, std::max<int64_t>(8, ((g.wo + ntiles - 1) / ntiles + 1) / 2 * 2))};
+  return {1, (int)even_tile(g.wo, 16)};
 }
 
 // The kernel's shape for one call, with values of `itemsize` bytes: the slab's row pitch ld (whole tiles at
@@ -392,8 +397,8 @@ struct ColsGxPlan {
   bool copy;
 };
 ColsGxPlan oc_cols_gx_plan(const ConvGeom& g, int64_t lanes) {
-  const int64_t pairs = g.kw * g.cg, obv = (pairs + lanes - 1) / lanes, ntiles = (g.wo + 13) / 14;
-  const int64_t np = std::min<int64_t>(14, std::max<int64_t>(8, ((g.wo + ntiles - 1) / ntiles + 1) / 2 * 2));
+  const int64_t pairs = g.kw * g.cg, obv = (pairs + lanes - 1) / lanes;
+  const int64_t np = even_tile(g.wo, 14), ntiles = (g.wo + np - 1) / np;
   const int64_t zoff = std::max<int64_t>(0, (g.kw - 1) * g.dw - g.pl);  // the fold's lowest column is zoff + pl - (kw-1)dw
   const int64_t wv = (g.w + lanes - 1) / lanes * lanes;
   const int64_t zld = std::max(zoff + g.pl + wv, zoff + g.wo);
