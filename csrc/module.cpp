@@ -15,6 +15,7 @@
 #include <Python.h>
 #include <ATen/core/grad_mode.h>
 #include <cstring>
+#include <string>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/autograd/python_variable.h>
 
@@ -241,7 +242,45 @@ static PyObject* fma_peak(PyObject*, PyObject* args) {
   return Py_BuildValue("(di)", peak.gflops, peak.threads_ran);
 }
 
+// blas_rate(measure=True) -> {share, preferred, source}: ATen's BLAS against the FMA peak, as make_plan sees it
+// (cpu/peak.cpp; measured once per process unless CONVKIT_BLAS or set_blas_preference decides).
+static PyObject* blas_rate(PyObject*, PyObject* args) {
+  int measure = 1;
+  if (!PyArg_ParseTuple(args, "|p", &measure)) return nullptr;
+  convkit::BlasRate r{};
+  std::string error;
+  Py_BEGIN_ALLOW_THREADS
+  try {
+    r = convkit::blas_rate(measure != 0);
+  } catch (const c10::Error& e) {  // a bad CONVKIT_BLAS
+    error = e.what_without_backtrace();
+  }
+  Py_END_ALLOW_THREADS
+  if (!error.empty()) {
+    PyErr_SetString(PyExc_ValueError, error.c_str());
+    return nullptr;
+  }
+  return Py_BuildValue("{s:d,s:O,s:s}", "share", r.share, "preferred", r.preferred ? Py_True : Py_False, "source",
+                       r.source);
+}
+
+// set_blas_preference(mode): "prefer" | "avoid" BLAS in "auto", or "measure" (the default; tests and A/B runs).
+static PyObject* set_blas_preference(PyObject*, PyObject* args) {
+  const char* mode;
+  if (!PyArg_ParseTuple(args, "s", &mode)) return nullptr;
+  const int pref = std::strcmp(mode, "prefer") == 0 ? 1 : std::strcmp(mode, "avoid") == 0 ? 0
+                   : std::strcmp(mode, "measure") == 0 ? -1 : -2;
+  if (pref == -2) {
+    PyErr_Format(PyExc_ValueError, "set_blas_preference: mode must be 'prefer', 'avoid' or 'measure', got '%s'", mode);
+    return nullptr;
+  }
+  convkit::set_blas_preference(pref);
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"blas_rate", blas_rate, METH_VARARGS, "ATen's BLAS against the FMA peak as the CPU plans see it (cpu/peak.cpp)."},
+    {"set_blas_preference", set_blas_preference, METH_VARARGS, "'prefer' | 'avoid' BLAS in algo='auto', or 'measure'."},
     {"fma_peak", fma_peak, METH_VARARGS, "(GFLOP/s of register-only fp32 FMA chains on every thread, threads that ran them) (cpu/peak.cpp)."},
     {"cache_info", cache_info, METH_NOARGS, "The CPU output cache: cached bytes, limit, hits, misses."},
     {"empty_cache", empty_cache, METH_NOARGS, "Free the CPU output cache's blocks."},

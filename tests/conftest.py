@@ -11,3 +11,24 @@ COMPILED_SKIP = pytest.mark.skipif(
 
 # Every backend convkit implements itself; "torch" is the oracle.
 BACKENDS = ["naive", "unfold", pytest.param("compiled", marks=COMPILED_SKIP)]
+
+
+def _blas_preference(mode):
+    from convkit import _C
+    _C.set_blas_preference(mode)
+    try:
+        yield
+    finally:
+        _C.set_blas_preference("measure")
+
+
+# "auto" takes its BLAS-based paths only where BLAS runs near the FMA peak (measured once per process, see
+# csrc/cpu/peak.cpp): tests of those paths, and of the rules that replace them, fix the answer.
+@pytest.fixture
+def blas_prefer():
+    yield from _blas_preference("prefer")
+
+
+@pytest.fixture
+def blas_avoid():
+    yield from _blas_preference("avoid")

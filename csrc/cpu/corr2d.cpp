@@ -1982,48 +1982,104 @@ struct Plan {
   GradWeight gw;
 };
 
+// Where "auto" would take a BLAS-based path somewhere (Winograd, the column-block, per-image or pointwise
+// products): only these shapes depend on BLAS's rate (blas_rate, peak.cpp), so no other call measures it.
+bool blas_candidate(const ConvGeom& g) {
+  return winograd_preferred(g) || winograd_preferred_grad_weight(g) || columns_blas_applies(g) ||
+         images_blas_applies(g) || is_pointwise(g);
+}
+
+// Where ATen's BLAS runs at under kBlasMinShare of the FMA peak (Zen 5 with MKL: 0.42), "auto" trades its
+// BLAS paths for convkit's own kernels; the rules below were measured there (2 threads, us, one op alone,
+// median of 3 interleaved rounds, N = 1 / 8; the BLAS path "auto" takes where BLAS is fast -> this one,
+// torch in brackets):
+//  * Winograd keeps only dense 3x3 with dilation 1 and >= kWinoSlowBlasTiles tiles (its 36 products are
+//    BLAS): R3 N=8 fwd 3658 (Winograd) vs 4101 (channel lanes) - kept; R3 N=1 486 vs 493, R8 N=1 667 vs 606,
+//    N=8 3984 vs 3979, R9 N=8 7406 vs 4094, X3 (dilation 2) N=1 826 vs 520, N=8 5462 vs 4081 - dropped;
+//    grad_input the same (R9 N=8 6637 vs 4079, X3 4881 vs 3912, R8 3854 vs 3976, R3 3603 vs 3897).
+//    grad_weight keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9): R8 N=1 (49 tiles
+//    for 16384) 490 vs 723, R3, X3 - kept; R9 N=1 990 vs 824, N=8 (128 for 65536) 6716 vs 4978 - dropped.
+//  * Dense layers in the column-block regime, and those Winograd gave up: output channels as lanes (direct_oc)
+//    on rows of >= kOcLanesSlowBlasWidth columns, else forward_tiled: R9 fwd 1565 -> 784 / 7439 -> 4094
+//    (640 / 4157), gx 1308 -> 751 / 6620 -> 4079 (618 / 4074), gw 1005 -> 824 / 6636 -> 4978 (684 / 4276);
+//    R11 (7 columns: the lanes kernel 2124 / 9023) fwd 1618 -> 799 / 10892 -> 5733 (872 / 4256), gx 1825 ->
+//    1400 / 9694 -> 6311 (929 / 4325), gw 1375 -> 1138 / 12140 -> 6611 (1140 / 4776); R6 (stride 2) fwd
+//    1306 -> 674 / 10491 -> 6141 (655 / 5283), gx 1218 -> 702, gw 1568 -> 813.
+//  * 1x1: the pointwise kernel from kPointwiseForwardTasks images x groups, else forward_tiled; grad_weight
+//    the 6x4 tile kernel up to kPwGwSlowBlasWeights weights, else the tiled GEMM: R10 (1024 -> 256 @14) fwd
+//    544 -> 270 / 4241 -> 2029 (279 / 2067), gx 565 -> 350 / 4598 -> 2249 (283 / 1929), gw 570 -> 384 /
+//    4702 -> 2823 (565 / 2537); 256->1024 @14 gx 602 -> 348 / 4327 -> 2112, gw 642 -> 558 / 4971 -> 4195;
+//    128->512 @28 N=8 gx 4079 -> 1802, gw 4984 -> 3998; 64->64 @16 N=8 fwd 124 -> 47, gx 125 -> 49, gw 159
+//    -> 69; R4 N=8 gx 4593 -> 2052.
+constexpr int64_t kWinoSlowBlasTiles = 1024, kWinoGwSlowBlasWeights = 400, kOcLanesSlowBlasWidth = 14,
+                  kPwGwSlowBlasWeights = 64 * 256;
+
+bool winograd_kept_without_blas(const ConvGeom& g) {
+  return g.dh == 1 && g.dw == 1 && g.n * winograd_tiles_per_image(g) >= kWinoSlowBlasTiles;
+}
+
+bool winograd_gw_kept_without_blas(const ConvGeom& g) {
+  return g.n * winograd_tiles_per_image(g) * kWinoGwSlowBlasWeights >= g.og * g.cg;
+}
+
 Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   check_cpu_algo(algo, g);
   if (algo == Algo::Im2col) return {Fwd::Im2col, GradInput::Im2col, GradWeight::Im2col};
+  const bool autom = algo == Algo::Auto;
+  // "auto" where BLAS is slow here (see kBlasMinShare): measured only for the shapes whose plan depends on it
+  const bool slow_blas = autom && blas_candidate(g) && !blas_rate().preferred;
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
   // grad_weight has its own measured rule (winograd.cpp).
   const bool wino = algo == Algo::Winograd;
-  const bool wino_fwd = wino || (algo == Algo::Auto && winograd_preferred(g) && !columns_blas_over_winograd(g));
+  const bool wino_fwd = wino || (autom && winograd_preferred(g) &&
+                                 (slow_blas ? winograd_kept_without_blas(g) : !columns_blas_over_winograd(g)));
   // grad_input takes the forward's exception too: few tiles per weight go to the column-block BLAS path (R11
   // N=8 grad_input: Winograd of the flipped weights 18.1 ms against torch's 9.3)
-  const bool wino_gx = (wino || (algo == Algo::Auto && winograd_preferred(g) && !columns_blas_over_winograd(g))) &&
-                       transposed_rows_padding_valid(g);
-  const bool wino_gw = wino || (algo == Algo::Auto && winograd_preferred_grad_weight(g));
+  const bool wino_gx = wino_fwd && transposed_rows_padding_valid(g);
+  const bool wino_gw = wino || (autom && winograd_preferred_grad_weight(g) &&
+                                (!slow_blas || winograd_gw_kept_without_blas(g)));
+  const bool blas = autom && !slow_blas;  // "auto" may take a BLAS path
   Plan p;
-  const bool direct = algo == Algo::Direct || (algo == Algo::Auto && rows_applies(g));
-  const bool pointwise = algo == Algo::Auto && is_pointwise(g);
+  const bool direct = algo == Algo::Direct || (autom && rows_applies(g));
+  const bool pointwise = autom && is_pointwise(g);
   // 1x1 through the rows family is the pointwise kernel (forward_rows sends it there: it reads x in place
   // where the rows kernel would copy x into a slab); one channel per group (1x1 depthwise) stays depthwise
   const bool pw_rows = is_pointwise(g) && !(direct && depthwise_applies(g)) &&
-                       (direct || (pointwise && pointwise_kernel_applies(g, false)));
+                       (direct || (pointwise && pointwise_kernel_applies(g, false)) ||
+                        (pointwise && slow_blas && g.n * g.groups >= kPointwiseForwardTasks));
+  // dense layers without BLAS: output channels as lanes on wide enough rows
+  const bool oc_lanes_wide = slow_blas && g.sw == 1 && g.wo >= kOcLanesSlowBlasWidth && oc_lanes_preferred(g, false);
   p.fwd = wino_fwd                          ? Fwd::Winograd
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct && oc_lanes_preferred(g, algo == Algo::Direct) ? Fwd::OcLanes
           : direct && oc_one_vector_preferred(g, itemsize) ? Fwd::OcLanes
           : direct                          ? Fwd::Rows
-          : pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
-          : algo == Algo::Auto && columns_blas_applies(g) ? Fwd::ColumnsBlas
-          : algo == Algo::Auto && images_blas_applies(g) ? Fwd::ImagesBlas
-          : algo == Algo::Auto && g.sw == 2 && oc_lanes_preferred(g, false) ? Fwd::OcLanes
+          : oc_lanes_wide                   ? Fwd::OcLanes
+          : blas && pointwise && g.n * g.groups >= kPointwiseForwardTasks ? Fwd::Pointwise
+          : blas && columns_blas_applies(g) ? Fwd::ColumnsBlas
+          : blas && images_blas_applies(g)  ? Fwd::ImagesBlas
+          : autom && g.sw == 2 && oc_lanes_preferred(g, false) ? Fwd::OcLanes
                                             : Fwd::Tiled;
-  if (algo == Algo::Direct ? is_pointwise(g) : pointwise && pointwise_kernel_applies(g, true))
+  const ConvGeom tg = transposed_geometry(g);
+  if (algo == Algo::Direct ? is_pointwise(g)
+                           : pointwise && (pointwise_kernel_applies(g, true) ||
+                                           (slow_blas && g.n * g.groups >= kPointwiseForwardTasks)))
     p.gx = GradInput::PointwiseRows;
-  else if (pointwise)
+  else if (blas && pointwise)
     p.gx = GradInput::Pointwise;
+  else if (pointwise)
+    p.gx = GradInput::Tiled;
   else if (wino_gx)
     p.gx = GradInput::Winograd;
   else if (algo != Algo::ImplicitGemm && transposed_rows_applies(g, algo == Algo::Direct))
-    p.gx = oc_lanes_preferred(transposed_geometry(g), algo == Algo::Direct) ? GradInput::OcLanes
-           : oc_cols_gx_preferred(g, itemsize)                                 ? GradInput::OcCols
-           : oc_one_vector_preferred(transposed_geometry(g), itemsize)          ? GradInput::OcLanes
-                                                                               : GradInput::Rows;
-  else if (algo == Algo::Auto && columns_blas_applies(g))
+    p.gx = oc_lanes_preferred(tg, algo == Algo::Direct)  ? GradInput::OcLanes
+           : oc_cols_gx_preferred(g, itemsize)            ? GradInput::OcCols
+           : oc_one_vector_preferred(tg, itemsize)        ? GradInput::OcLanes
+                                                          : GradInput::Rows;
+  else if (slow_blas && transposed_rows_padding_valid(g) && g.w >= kOcLanesSlowBlasWidth && oc_lanes_preferred(tg, false))
+    p.gx = GradInput::OcLanes;
+  else if (blas && columns_blas_applies(g))
     p.gx = GradInput::ColumnsBlas;
   else
     p.gx = GradInput::Tiled;
@@ -2038,15 +2094,18 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   // 256->64 @56 N=8 112 vs 83; 16->16 @28 N=32 51 vs 30; but 64->64 @16 N=1 31 vs 37)
   // (auto: at least one whole tile of channels, else most of the 24 accumulators repeat a row: 1x1 depthwise)
   const bool pw_gw = (algo == Algo::Direct ||
-                      (pointwise && g.h * g.w >= kPwMinPositions && g.og >= kGwOB && g.cg >= kGwCB)) &&
+                      (pointwise && (g.h * g.w >= kPwMinPositions || (slow_blas && g.og * g.cg <= kPwGwSlowBlasWeights)) &&
+                       g.og >= kGwOB && g.cg >= kGwCB)) &&
                      pointwise_gw_kernel_applies(g);
   p.gw = pw_gw                    ? GradWeight::PointwiseDirect
-         : pointwise              ? GradWeight::Pointwise
+         : blas && pointwise      ? GradWeight::Pointwise
+         : pointwise              ? GradWeight::Tiled
          : wino_gw                ? GradWeight::Winograd
          : algo != Algo::ImplicitGemm && oc_gw_preferred(g, algo == Algo::Direct) ? GradWeight::OcLanes
          : algo != Algo::ImplicitGemm && oc_cols_preferred(g, itemsize) ? GradWeight::OcCols
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
-         : algo == Algo::Auto && columns_blas_applies(g) ? GradWeight::ColumnsBlas
+         : slow_blas && stride1 && g.wo >= kOcLanesSlowBlasWidth && oc_gw_preferred(g, true) ? GradWeight::OcLanes
+         : blas && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
   return p;
 }

@@ -99,4 +99,20 @@ struct FmaPeak {
 };
 FmaPeak fma_peak_gflops(int64_t iters);
 
+// ATen's BLAS (MKL in the torch wheels) against that peak (peak.cpp). share: sgemm GFLOP/s over the FMA
+// probe's, at the current thread count (< 0 until measured); preferred: "auto" takes its BLAS-based paths
+// (the column-block, per-image and pointwise products, Winograd's 36 products) only where share >=
+// kBlasMinShare, else convkit's own kernels (make_plan). Measured once per process, the first time a plan
+// depends on it (measure=false only reads), unless CONVKIT_BLAS=prefer|avoid or set_blas_preference decides.
+// Between the two machines measured: 0.42 (Zen 5, full-rate AVX-512; MKL runs AVX2 on AMD) and 0.68
+// (sessions 15-16: AVX-512 at the AVX2 rate), where the rules for each were tuned.
+constexpr double kBlasMinShare = 0.55;
+struct BlasRate {
+  double share;
+  bool preferred;
+  const char* source;  // "measured", "not measured", "prefer" or "avoid" (the override)
+};
+BlasRate blas_rate(bool measure = true);
+void set_blas_preference(int preference);  // -1: measure; 0: avoid; 1: prefer
+
 }  // namespace convkit

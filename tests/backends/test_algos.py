@@ -518,6 +518,7 @@ def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
             assert torch.equal(got, want), name
 
 
+@pytest.mark.usefixtures("blas_prefer")
 def test_pointwise_kernel_is_what_auto_explains():
     def steps(shape, weight):
         return convkit.explain(shape, weight).backends["compiled"]
@@ -542,6 +543,7 @@ def test_pointwise_kernel_is_what_auto_explains():
     (3, 70, 130, 40, 1, False),    # K = 630: uneven blocks, no bias
     (1, 128, 256, 72, 2, True),    # one image, 2 groups: K = 576, 128 channels per group, 1296 positions
 ])
+@pytest.mark.usefixtures("blas_prefer")
 def test_images_blas_forward(dtype, n, c, o, h, groups, bias):
     shape, wshape = (n, c, h, h), (o, c // groups, 3, 3)
     assert "forward_images_blas" in convkit.explain(shape, wshape, stride=2, padding=1, groups=groups,
@@ -578,6 +580,7 @@ def winograd_rule(n, cg, og, ho, wo, dilation=1):
     (2, 16, 32, 16, 16, 1, 4, "direct"),           # 4 input channels per group
     (1, 32, 80, 12, 12, 1, 1, "implicit_gemm"),    # 9 tiles
 ])
+@pytest.mark.usefixtures("blas_prefer")
 def test_auto_forward_equals_its_chosen_algorithm(shape):
     n, c, o, h, w, p, groups, expected = shape
     pads = (p,) * 4 if isinstance(p, int) else p
@@ -868,6 +871,7 @@ def test_winograd_skips_empty_dilation_phases():
     assert "Winograd" not in str(convkit.explain((8, 32, 12, 12), (32, 32, 3, 3), padding=9, dilation=9)).split("grad_input")[0]
 
 
+@pytest.mark.usefixtures("blas_prefer")
 def test_auto_takes_winograd_on_a_dilated_dense_layer():
     # X3's kind (dense 3x3, dilation 2): auto's forward is the phase-split Winograd (bitwise), not the rows
     # kernel, and it meets the float32 accuracy target
@@ -901,6 +905,7 @@ def test_auto_equals_direct_on_few_channels(shape):
     assert not all(torch.equal(a, b) for a, b in zip(res["direct"][:3], res["implicit_gemm"][:3]))
 
 
+@pytest.mark.usefixtures("blas_prefer")
 def test_auto_on_a_winograd_layer_forward_and_backward():
     # auto's forward is Winograd here (bitwise); its backward, whatever it chooses per direction, and forced
     # Winograd's backward (grad_input by Winograd on the flipped weights) meet the float32 accuracy target.
@@ -1207,6 +1212,7 @@ def test_no_bias_and_partial_masks(algo):
 # --------------------------------------------------------------------------- 1x1 forward through BLAS
 @pytest.mark.parametrize("n, groups, bias, dtype", [(4, 1, True, torch.float64), (2, 2, False, torch.float64),
                                                       (8, 1, True, torch.float32), (3, 1, True, torch.float64)])
+@pytest.mark.usefixtures("blas_prefer")
 def test_pointwise_forward(n, groups, bias, dtype):
     # auto runs 1x1 stride-1 unpadded layers on planes under 28x28 with > 32 output channels per group
     # (fewer: the pointwise kernel) from 4 images x groups as one BLAS product per image and group
@@ -1231,6 +1237,7 @@ def test_pointwise_forward(n, groups, bias, dtype):
     (2, 128, 260, 5, 1, 2, True, torch.float32),    # groups
     (1, 64, 128, 13, 2, 1, True, torch.float32),    # stride 2 (R6 at N=1)
 ])
+@pytest.mark.usefixtures("blas_prefer")
 def test_columns_blas_paths(n, c, o, h, stride, groups, bias, dtype):
     # auto runs layers with >= 512 rows of k, >= 128 output channels per group and <= 1024 positions as BLAS
     # products of packed column blocks (forward_columns_blas), and their gradients likewise
@@ -1266,6 +1273,93 @@ def test_columns_blas_paths(n, c, o, h, stride, groups, bias, dtype):
                               (gy, x, wt, [stride] * 2, [1] * 4, [1, 1], groups, [True, True, True], "auto"))
 
 
+# --------------------------------------------------------------------------- "auto" where BLAS is slow
+# Where ATen's BLAS runs well under the FMA peak (Zen 5 with MKL: 0.42 of it), "auto" takes convkit's own
+# kernels in place of every BLAS-based path (make_plan, kBlasMinShare). Per case: what explain names for
+# forward / grad_input / grad_weight, and the forced algorithm each direction must equal bitwise (None: no
+# forced algorithm reaches it; stride 2 is not "direct"'s), with every output checked against float64.
+LANES = "output channels as vector lanes"
+@pytest.mark.usefixtures("blas_avoid")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", [
+    # (N, C, O, H, kernel, stride, pad, dilation), then (explain substring, forced algo it equals) per direction
+    # the column-block regime on 16 columns (R9's kind): channel lanes in all three directions
+    ((1, 64, 128, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), (LANES, "direct")),
+    # on 7 columns (R11's kind): the tiled kernels
+    ((2, 64, 128, 7, 3, 1, 1, 1), ("forward_tiled", "implicit_gemm"), ("grad_input_tiled", "implicit_gemm"),
+     ("grad_weight_tiled", "implicit_gemm")),
+    # Winograd's rule holds (32 tiles) but not its slow-BLAS bound (1024 tiles): the direct kernels forward
+    # and grad_input (32 channels: channel lanes); grad_weight keeps Winograd (one tile per 32 <= 400 weights)
+    ((2, 32, 32, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), ("Winograd", "winograd")),
+    # dilation 2: the same
+    ((2, 32, 32, 16, 3, 1, 2, 2), (LANES, "direct"), (LANES, "direct"), ("Winograd", "winograd")),
+    # 1024 tiles, dilation 1: Winograd kept in every direction
+    ((4, 32, 32, 64, 3, 1, 1, 1), ("Winograd", "winograd"), ("Winograd", "winograd"), ("Winograd", "winograd")),
+    # 1x1 on 4 images: the pointwise kernel both ways, grad_weight's 6x4 tiles (6144 weights)
+    ((4, 64, 96, 8, 1, 1, 0, 1), ("forward_pointwise_rows", "direct"), ("forward_pointwise_rows", "direct"),
+     ("pointwise_grad_weight_direct", "direct")),
+    # 1x1 on one image, 32768 weights (R10's kind): the tiled kernels
+    ((1, 256, 128, 8, 1, 1, 0, 1), ("forward_tiled", "implicit_gemm"), ("grad_input_tiled", "implicit_gemm"),
+     ("grad_weight_tiled", "implicit_gemm")),
+    # stride 2 in the per-image regime (R6's kind): channel lanes forward, tiled gradients
+    ((2, 64, 128, 48, 3, 2, 1, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"),
+     ("grad_weight_tiled", "implicit_gemm")),
+])
+def test_auto_without_fast_blas(case, dtype):
+    (n, c, o, h, k, stride, pad, dil), *expect = case
+    e = convkit.explain((n, c, h, h), (o, c, k, k), stride=stride, padding=pad, dilation=dil, dtype=dtype)
+    for direction, (name, _) in zip(("forward", "grad_input", "grad_weight"), expect):
+        assert name in e.backends["compiled"][direction] and "BLAS" not in e.backends["compiled"][direction].replace(
+            "Winograd F(4x4, 3x3) + BLAS", ""), (direction, e.backends["compiled"][direction])
+    x, wt = rand(n, c, h, h, seed=71, dtype=dtype), rand(o, c, k, k, seed=72, dtype=dtype)
+    b = rand(o, seed=73, dtype=dtype)
+    args = ([stride] * 2, [pad] * 4, [dil] * 2, 1)
+    y = ops.corr2d(x, wt, b, *args, "auto")
+    gy = rand(*y.shape, seed=74, dtype=dtype)
+    gx, gw, gb = ops.corr2d_backward(gy, x, wt, *args, [True, True, True], "auto")
+    xd, wd, bd = (t.double().requires_grad_() for t in (x, wt, b))
+    ref = F.conv2d(xd, wd, bd, stride, pad, dil)
+    ref_gx, ref_gw = torch.autograd.grad(ref, (xd, wd), gy.double())
+    for got, want in ((y, ref), (gx, ref_gx), (gw, ref_gw)):
+        assert_rel_close(got, want, 1e-4 if dtype == torch.float32 else 1e-10)
+    for i, (got, (_, algo)) in enumerate(zip((y, gx, gw), expect)):
+        if algo is None:
+            continue
+        if i == 0:
+            want = ops.corr2d(x, wt, b, *args, algo)
+        else:
+            want = ops.corr2d_backward(gy, x, wt, *args, [i == 1, i == 2, False], algo)[i - 1]
+        assert torch.equal(got, want), (i, algo)
+
+
+def test_blas_rate_and_its_overrides():
+    from convkit import _C
+    try:
+        _C.set_blas_preference("measure")
+        r = _C.blas_rate()
+        assert r["source"] == "measured" and 0.05 < r["share"] < 4 and r["preferred"] == (r["share"] >= 0.55)
+        for mode, preferred in (("avoid", False), ("prefer", True)):
+            _C.set_blas_preference(mode)
+            assert _C.blas_rate() == {"share": r["share"], "preferred": preferred, "source": mode}
+        with pytest.raises(ValueError, match="mode must be 'prefer', 'avoid' or 'measure', got 'fast'"):
+            _C.set_blas_preference("fast")
+    finally:
+        _C.set_blas_preference("measure")
+    # the environment variable: read once, the first time a plan needs it; a bad value names it
+    code = ("import torch, convkit; from convkit import _C\n"
+            "e = convkit.explain((1, 64, 16, 16), (128, 64, 3, 3), padding=1).backends['compiled']['forward']\n"
+            "print(_C.blas_rate(False)['source'], 'BLAS' in e)")
+    run = lambda v: subprocess.run([sys.executable, "-c", code], env={**os.environ, "CONVKIT_BLAS": v},  # noqa: E731
+                                   capture_output=True, text=True)
+    out = run("avoid")
+    assert out.returncode == 0 and out.stdout.split() == ["avoid", "False"], out.stderr
+    out = run("prefer")
+    assert out.returncode == 0 and out.stdout.split() == ["prefer", "True"], out.stderr
+    out = run("sometimes")
+    assert out.returncode != 0 and "CONVKIT_BLAS must be 'prefer', 'avoid' or 'measure'" in out.stderr
+
+
+@pytest.mark.usefixtures("blas_prefer")
 def test_columns_blas_replaces_winograd_with_few_tiles_per_weight():
     # 32 tiles for 384 x 384 x 9 weights (R11 at N=8 in small): Winograd's rule holds, but with fewer than 2
     # tiles per 8192 kernel weights auto takes the column-block BLAS path instead
