@@ -1466,18 +1466,63 @@ namespace {
 
 // oc_lanes: the transposed problem has more than kFewChannels output channels per group (G1: 192 input
 // channels), where the channel-lanes forward beats the rows kernel (make_plan's GradInput::OcLanes).
+// W'[grp][c][o][i][j] = W[grp][o][c][kh-1-i][kw-1-j] into the kWsFlippedWeights workspace. A task owns
+// blocks of kFlipChannels input channels of a group: per o it reads their kh*kw taps, contiguous in W (one
+// masked load, a lane reversal, one masked store per (o, c)). Rows o are cg*kh*kw apart, past the hardware
+// prefetchers' page: without the software prefetch kFlipAhead rows ahead, R11's 9.4 MB W took ~1.2 ms here
+// (each load waiting on memory), with it ~0.28 ms (perf, 2 threads).
+// tiled (GradInput::FlippedTiled, "auto" for stride 1 outside the other kernels' rules, not 1x1): gx as
+// forward_tiled over dY with W', positions flattened over images, in place of grad_input_tiled's W^T dY per
+// image + col2im. gx alone, us, 2 threads, interleaved (grad_input_tiled -> this; torch): R11 N=1 1961 ->
+// 1258 (1186), N=8 7734 -> 6066 (5079). 1x1 stays on grad_input_tiled: R10 N=1 385 -> 493.
 template <typename T>
-void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g, bool oc_lanes) {
+const T* flipped_weights(const T* w, const ConvGeom& g) {
+  constexpr int64_t kFlipChannels = 16, kFlipAhead = 4;
+  const int64_t khw = g.kh * g.kw, og = g.og, cg = g.cg, cblocks = (cg + kFlipChannels - 1) / kFlipChannels;
+  T* const wt = call_workspace<T>(kWsFlippedWeights, g.o * cg * khw);
+  at::parallel_for(0, g.groups * cblocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, og * khw * kFlipChannels)),
+                   [w, wt, khw, og, cg, cblocks](int64_t begin, int64_t end) {
+#if defined(__AVX512F__)
+    using A = Avx512<T>;
+    const __m512i reverse = lane_index<T>([&](int64_t l) { return l < khw ? khw - 1 - l : 0; });
+    const auto m = lanes_mask<T>(std::min<int64_t>(khw, Simd<T>::L));
+#endif
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / cblocks, c0 = (t % cblocks) * kFlipChannels, c1 = std::min(cg, c0 + kFlipChannels);
+      for (int64_t o = 0; o < og; ++o) {
+        const T* const src = w + ((grp * og + o) * cg) * khw;
+        T* const dst0 = wt + (grp * cg * og + o) * khw;
+        if (o + kFlipAhead < og)  // rows of W are cg * kh * kw apart: beyond the hardware prefetchers' page
+          for (const T* p = src + kFlipAhead * cg * khw + c0 * khw; p < src + kFlipAhead * cg * khw + c1 * khw;
+               p += 64 / sizeof(T))
+            __builtin_prefetch(p);
+        for (int64_t c = c0; c < c1; ++c) {
+          T* const dst = dst0 + c * og * khw;
+#if defined(__AVX512F__)
+          if (khw <= Simd<T>::L) {  // one masked load, a lane reversal and one masked store per (o, c)
+            const typename A::V v = A::loadz(m, src + c * khw);
+            A::store(dst, m, A::perm2(v, reverse, v));
+            continue;
+          }
+#endif
+          for (int64_t q = 0; q < khw; ++q) dst[q] = src[c * khw + khw - 1 - q];
+        }
+      }
+    }
+  });
+  return wt;
+}
+
+// tiled: forward_tiled on the flipped weights (implicit GEMM with positions flattened over images: R11's
+// 7x7 maps fill its tiles where grad_input_tiled's per-image tiles do not; see flipped_weights).
+template <typename T>
+void grad_input_rows(const T* gy, const T* w, T* gx, const ConvGeom& g, bool oc_lanes, bool tiled = false) {
   const ConvGeom t = transposed_geometry(g);
   if (oc_lanes) return oc_lanes_forward<T>(gy, w, nullptr, gx, t, /*flipped=*/true);  // flips as it packs
-  const int64_t khw = g.kh * g.kw;
-  T* wt = call_workspace<T>(kWsFlippedWeights, g.o * g.cg * khw);
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    for (int64_t o = 0; o < g.og; ++o)
-      for (int64_t c = 0; c < g.cg; ++c)
-        for (int64_t q = 0; q < khw; ++q)
-          wt[((grp * g.cg + c) * g.og + o) * khw + q] = w[((grp * g.og + o) * g.cg + c) * khw + khw - 1 - q];
-  if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
+  const T* wt = flipped_weights(w, g);
+  if (tiled)
+    forward_kernel<T>(gy, wt, nullptr, gx, t, /*rows=*/false);
+  else if (depthwise_applies(t))  // depthwise with one input and one output channel per group: so is its transpose
     forward_depthwise<T>(gy, wt, nullptr, gx, t);
   else
     forward_rows<T>(gy, wt, nullptr, gx, t);
@@ -1974,7 +2019,7 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
 enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
-enum class GradInput { Rows, OcLanes, OcCols, PointwiseRows, Pointwise, ColumnsBlas, Tiled, Im2col, Winograd };
+enum class GradInput { Rows, OcLanes, OcCols, PointwiseRows, Pointwise, ColumnsBlas, Tiled, FlippedTiled, Im2col, Winograd };
 enum class GradWeight { Flat, OcLanes, OcCols, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
   Fwd fwd;
@@ -2062,6 +2107,8 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
           : autom && g.sw == 2 && oc_lanes_preferred(g, false) ? Fwd::OcLanes
                                             : Fwd::Tiled;
   const ConvGeom tg = transposed_geometry(g);
+  // grad_input as forward_tiled over dY with the flipped weights, in place of grad_input_tiled (see flipped_weights)
+  const bool flipped_tiled = autom && !is_pointwise(g) && transposed_rows_padding_valid(g);
   if (algo == Algo::Direct ? is_pointwise(g)
                            : pointwise && (pointwise_kernel_applies(g, true) ||
                                            (slow_blas && g.n * g.groups >= kPointwiseForwardTasks)))
@@ -2082,7 +2129,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   else if (blas && columns_blas_applies(g))
     p.gx = GradInput::ColumnsBlas;
   else
-    p.gx = GradInput::Tiled;
+    p.gx = flipped_tiled ? GradInput::FlippedTiled : GradInput::Tiled;
   // grad_weight: positions as lanes for few output channels, and with stride 1 (the flat slabs) up to
   // kFlatChannels since the flat kernel's accumulators are bounded (kFlatAccBytes; see kFlatChannels for the
   // measurements). R9 (256 channels) was 4x slower through it; dense 3x3 goes to Winograd first.
@@ -2193,9 +2240,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> corr2d_backward_cpu(
     if (do_gx && plan.gx == GradInput::PointwiseRows)
       forward_pointwise_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), nullptr, gx.mutable_data_ptr<scalar_t>(), g,
                                        /*transposed=*/true);
-    if (do_gx && (plan.gx == GradInput::Rows || plan.gx == GradInput::OcLanes))
+    if (do_gx && (plan.gx == GradInput::Rows || plan.gx == GradInput::OcLanes || plan.gx == GradInput::FlippedTiled))
       grad_input_rows<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g,
-                                plan.gx == GradInput::OcLanes);
+                                plan.gx == GradInput::OcLanes, plan.gx == GradInput::FlippedTiled);
     if (do_gx && plan.gx == GradInput::OcCols)
       oc_cols_grad_input<scalar_t>(gyp, w.const_data_ptr<scalar_t>(), gx.mutable_data_ptr<scalar_t>(), g);
     if (do_gx && plan.gx == GradInput::Tiled)
@@ -2265,6 +2312,13 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                                                       at::get_num_threads() * g.kh * g.kw * g.n * g.ho * g.wo * itemsize *
                                                           grad_input_blas_channels(g, g.n * g.ho * g.wo, itemsize)); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
+    case GradInput::FlippedTiled: {  // W' and forward_tiled's workspace for the transposed problem
+      const ConvGeom t = transposed_geometry(g);
+      const int64_t ob = t.og >= 6 ? 8 : t.og >= 3 ? 4 : 1, panels = t.groups * ((t.og + ob - 1) / ob) * ob * t.cg * khw * itemsize;
+      out.emplace_back("implicit GEMM over packed column tiles of the flipped weights (forward_tiled)",
+                       wbytes + tiles + std::max(panels, kSharedColBytes));
+      break;
+    }
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
     case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(transposed_geometry(g), itemsize, true)); break;
   }

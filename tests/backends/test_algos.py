@@ -1285,8 +1285,8 @@ LANES = "output channels as vector lanes"
     # (N, C, O, H, kernel, stride, pad, dilation), then (explain substring, forced algo it equals) per direction
     # the column-block regime on 16 columns (R9's kind): channel lanes in all three directions
     ((1, 64, 128, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), (LANES, "direct")),
-    # on 7 columns (R11's kind): the tiled kernels
-    ((2, 64, 128, 7, 3, 1, 1, 1), ("forward_tiled", "implicit_gemm"), ("grad_input_tiled", "implicit_gemm"),
+    # on 7 columns (R11's kind): the tiled kernels; grad_input as forward_tiled over dY with the flipped weights
+    ((2, 64, 128, 7, 3, 1, 1, 1), ("forward_tiled", "implicit_gemm"), ("flipped weights (forward_tiled)", "flipped"),
      ("grad_weight_tiled", "implicit_gemm")),
     # Winograd's rule holds (32 tiles) but not its slow-BLAS bound (1024 tiles): the direct kernels forward
     # and grad_input (32 channels: channel lanes); grad_weight keeps Winograd (one tile per 32 <= 400 weights)
@@ -1327,9 +1327,16 @@ def test_auto_without_fast_blas(case, dtype):
             continue
         if i == 0:
             want = ops.corr2d(x, wt, b, *args, algo)
+        elif algo == "flipped":  # the forward's tiled kernel over dY, weights flipped and transposed
+            tpad = dil * (k - 1) - pad
+            want = ops.corr2d(gy, wt.flip(2, 3).transpose(0, 1).contiguous(), None, [1, 1], [tpad] * 4, [dil] * 2,
+                              1, "implicit_gemm")
         else:
             want = ops.corr2d_backward(gy, x, wt, *args, [i == 1, i == 2, False], algo)[i - 1]
         assert torch.equal(got, want), (i, algo)
+    if dtype == torch.float64 and h <= 8:  # the op's registration on these paths (fake kernel, autograd)
+        torch.library.opcheck(ops.corr2d.default, (x, wt, b, *args, "auto"))
+        torch.library.opcheck(ops.corr2d_backward.default, (gy, x, wt, *args, [True, True, True], "auto"))
 
 
 def test_blas_rate_and_its_overrides():
