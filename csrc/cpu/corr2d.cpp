@@ -1088,7 +1088,8 @@ inline bool grad_weight_splits_positions(const ConvGeom& g, int64_t itemsize) {
 
 // grad_weight, tiled: gw[o, k] = sum over images and positions p of dY[o, p] * cols[k][p], a GEMM whose
 // reduction runs over positions. A task owns rows k in [k0, k1) of one group for all its output channels,
-// i.e. gw[:, k0:k1], accumulated in a per-task buffer gwt[k][o]. Per image and chunk of P positions (P fixed)
+// i.e. gw[:, k0:k1], accumulated in a per-task buffer gwt[k][o]. Per chunk of P positions (P fixed; flattened
+// over images, so a chunk may span images)
 // it packs those rows of cols (pack_cols), transposes them into panels colsT[kpanel][p][8] and dY into
 // gyT[otile][p][TW] (o contiguous, zero past the group's channels and past np), then for every 8 k x TW o
 // register tile runs gemm_tile over the P positions (p ascending): 2 vector loads + 8 broadcasts per 16 FMAs
@@ -1103,8 +1104,16 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   constexpr int RB = 8;
   const int64_t K = g.cg * g.kh * g.kw, hw = g.ho * g.wo;
   const std::vector<Tap> taps = column_taps(g);
-  const int64_t P = std::min<int64_t>((hw + TW - 1) / TW, 8) * TW;
-  const int64_t chunks = (hw + P - 1) / P;
+  // chunks of P positions: per image for the position-slab split (split_p), else flattened over images (a
+  // chunk may span images: R11's 7x7 maps at N=8 fill 13 tiles of 32 positions, not 8 x 2 of 49 in 64)
+  if (g.n * hw == 0) {  // no positions (an empty batch): no terms
+    std::fill(gw, gw + g.o * K, T(0));
+    return;
+  }
+  const bool split_p = grad_weight_splits_positions(g, sizeof(T));
+  const int64_t span = split_p ? hw : g.n * hw;
+  const int64_t P = std::min<int64_t>((span + TW - 1) / TW, 8) * TW;
+  const int64_t chunks = (span + P - 1) / P;
   const int64_t otiles = (g.og + TW - 1) / TW, og_pad = otiles * TW;
   // Parallel split: over rows k when K >= Og (each task then re-packs its share of dY), else over output
   // tiles (each task re-packs the columns): the duplicated packing is the smaller operand.
@@ -1125,37 +1134,43 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   // dY transposed into [otile][p][TW] panels once for every task (the same values a task would pack for
   // itself), when that copy is small: otherwise every k-block task re-packs all of dY (kblocks times).
   const int64_t panel = P * TW, per_chunk = otiles * panel;
-  const bool split_p = grad_weight_splits_positions(g, sizeof(T));
+  const int64_t gy_chunks = split_p ? g.n * chunks : chunks;  // chunks of dY per group
   const bool shared_gy = !split_p && split_k && kblocks > 1 &&
-                         g.n * g.groups * chunks * per_chunk * (int64_t)sizeof(T) <= kSharedGyBytes;
-  std::vector<T> gys(shared_gy ? g.n * g.groups * chunks * per_chunk : 0);
-  auto pack_gy = [&](int64_t n, int64_t grp, int64_t ch, int64_t ot0, int64_t ot1, T* dst_chunk) {
-    const int64_t p0 = ch * P, np = std::min(P, hw - p0);
+                         g.groups * gy_chunks * per_chunk * (int64_t)sizeof(T) <= kSharedGyBytes;
+  std::vector<T> gys(shared_gy ? g.groups * gy_chunks * per_chunk : 0);
+  // dY of positions [q0, q0 + np) flattened over images (q = n * hw + p), output tiles [ot0, ot1)
+  auto pack_gy = [&](int64_t q0, int64_t np, int64_t grp, int64_t ot0, int64_t ot1, T* dst_chunk) {
     std::fill(dst_chunk + ot0 * panel, dst_chunk + ot1 * panel, T(0));
     const int64_t o_end = std::min(g.og, ot1 * TW);
-    for (int64_t o = ot0 * TW; o < o_end;) {  // 8 channels at a time (TW is a multiple of 8)
-      const T* src = gy + (n * g.o + grp * g.og + o) * hw + p0;
-      T* dst = dst_chunk + (o / TW) * panel + o % TW;
-      if (o + 8 <= o_end) {
-        transpose_rows8(src, hw, dst, np, TW);
-        o += 8;
-      } else {
-        for (int64_t q = 0; q < np; ++q) dst[q * TW] = src[q];
-        ++o;
+    for (int64_t done = 0; done < np;) {  // one image's run of positions at a time
+      const int64_t n = (q0 + done) / hw, p = (q0 + done) % hw, run = std::min(np - done, hw - p);
+      for (int64_t o = ot0 * TW; o < o_end;) {  // 8 channels at a time (TW is a multiple of 8)
+        const T* src = gy + (n * g.o + grp * g.og + o) * hw + p;
+        T* dst = dst_chunk + (o / TW) * panel + done * TW + o % TW;
+        if (o + 8 <= o_end) {
+          transpose_rows8(src, hw, dst, run, TW);
+          o += 8;
+        } else {
+          for (int64_t q = 0; q < run; ++q) dst[q * TW] = src[q];
+          ++o;
+        }
       }
+      done += run;
     }
   };
   if (shared_gy)
-    at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        pack_gy(i / (g.groups * chunks), (i / chunks) % g.groups, i % chunks, 0, otiles, gys.data() + i * per_chunk);
+    at::parallel_for(0, g.groups * chunks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t q0 = (i % chunks) * P;
+        pack_gy(q0, std::min(P, span - q0), i / chunks, 0, otiles, gys.data() + i * per_chunk);
+      }
     });
   // One chunk of positions into acc[k - k0][o] (ld og_pad) for rows k in [k0, k1) and output tiles
   // [ot0, ot1): pack the columns, transpose them into 8-row panels, run the 8 x TW register tiles over the
   // chunk's positions. gyc: the chunk's dY panels.
-  auto chunk_gemm = [&](const T* xg, int64_t ch, int64_t k0, int64_t k1, int64_t ot0, int64_t ot1, const T* gyc,
-                        T* cols, T* colst, T* acc) {
-    const int64_t p0 = ch * P, np = std::min(P, hw - p0), ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
+  auto chunk_gemm = [&](const T* xg, int64_t p0, int64_t np, int64_t k0, int64_t k1, int64_t ot0, int64_t ot1,
+                        const T* gyc, T* cols, T* colst, T* acc) {  // p0 within the image at xg; np may run on
+    const int64_t ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
     const int64_t nk = k1 - k0, kpanels = (nk + RB - 1) / RB;
     pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols);
     static_assert(RB == 8, "transpose_rows8 makes panels of 8 rows of k");
@@ -1211,11 +1226,11 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
         const int64_t grp = t / slabs, sl = t % slabs;
         T* const acc = partial.data() + t * Kp * og_pad;
         for (int64_t i = sl * nchunks / slabs; i < (sl + 1) * nchunks / slabs; ++i) {
-          const int64_t n = i / chunks, ch = i % chunks;
-          pack_gy(n, grp, ch, 0, otiles, gyt.data());
+          const int64_t n = i / chunks, p0 = (i % chunks) * P, np = std::min(P, hw - p0);
+          pack_gy(n * hw + p0, np, grp, 0, otiles, gyt.data());
           const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
           for (int64_t k0 = 0; k0 < K; k0 += kcp)
-            chunk_gemm(xg, ch, k0, std::min(K, k0 + kcp), 0, otiles, gyt.data(), cols.data(), colst.data(),
+            chunk_gemm(xg, p0, np, k0, std::min(K, k0 + kcp), 0, otiles, gyt.data(), cols.data(), colst.data(),
                        acc + k0 * og_pad);
         }
       }
@@ -1243,13 +1258,12 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
       const int64_t ot0 = os * ot_per, ot1 = std::min(otiles, ot0 + ot_per);
       if (ot0 >= ot1) continue;  // e.g. 5 tiles split 4 ways, 2 per task: the last task has none
       std::fill(acc_buf.begin(), acc_buf.end(), T(0));
-      for (int64_t n = 0; n < g.n; ++n) {
-        const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-          const T* gyc = shared_gy ? gys.data() + ((n * g.groups + grp) * chunks + ch) * per_chunk : gyt.data();
-          if (!shared_gy) pack_gy(n, grp, ch, ot0, ot1, gyt.data());
-          chunk_gemm(xg, ch, k0, k1, ot0, ot1, gyc, cols.data(), colst.data(), acc_buf.data());
-        }
+      for (int64_t ch = 0; ch < chunks; ++ch) {  // positions flattened over images
+        const int64_t q0 = ch * P, np = std::min(P, span - q0);
+        const T* xg = x + ((q0 / hw) * g.c + grp * g.cg) * g.h * g.w;
+        const T* gyc = shared_gy ? gys.data() + (grp * chunks + ch) * per_chunk : gyt.data();
+        if (!shared_gy) pack_gy(q0, np, grp, ot0, ot1, gyt.data());
+        chunk_gemm(xg, q0 % hw, np, k0, k1, ot0, ot1, gyc, cols.data(), colst.data(), acc_buf.data());
       }
       store_gw(acc_buf.data(), grp, k0, k1, ot0 * TW, std::min(g.og, ot1 * TW));
     }
