@@ -949,6 +949,50 @@ inline void depthwise_chunk(const T* row0, int64_t row_step, const T* wk, T bias
   }
 }
 
+// 3x3, stride 1, row dilation 1 (any column dilation dw): R output rows x VB vectors of columns at once. Each
+// input row's three shifted vectors are loaded once and feed every output row that reads it (up to 3), so a
+// block loads (R + 2) * 3 * VB vectors for 9 * R * VB FMAs, against depthwise_chunk's 9 loads per vector's 9
+// FMAs. The order per output is the same (bias, then (i, j) ascending): the same results bitwise.
+template <typename T, int R, int VB>
+inline void depthwise3_rows(const T* in, int64_t ld, int64_t dw, const T* wk, T bias, T* y, int64_t y_ld,
+                            int64_t cnt) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V acc[R][VB];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < VB; ++v) acc[r][v] = splat<T>(bias);
+#pragma GCC unroll 8
+  for (int ir = 0; ir < R + 2; ++ir) {
+    const T* row = in + ir * ld;
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; ++j) {
+      V xv[VB];
+      for (int v = 0; v < VB; ++v) xv[v] = vload(row + j * dw + v * L);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int i = ir - r;  // the kernel row that input row ir is for output row r
+        if (i < 0 || i > 2) continue;
+        const T wv = wk[i * 3 + j];
+        for (int v = 0; v < VB; ++v) acc[r][v] += wv * xv[v];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < VB && v * L < cnt; ++v) store_n(y + r * y_ld + v * L, acc[r][v], std::min(L, cnt - v * L));
+}
+
+template <typename T>
+inline void depthwise3_rows_n(int nr, const T* in, int64_t ld, int64_t dw, const T* wk, T bias, T* y, int64_t y_ld,
+                              int64_t cnt) {
+  constexpr int VB = 2;
+  switch (nr) {
+    case 4: return depthwise3_rows<T, 4, VB>(in, ld, dw, wk, bias, y, y_ld, cnt);
+    case 3: return depthwise3_rows<T, 3, VB>(in, ld, dw, wk, bias, y, y_ld, cnt);
+    case 2: return depthwise3_rows<T, 2, VB>(in, ld, dw, wk, bias, y, y_ld, cnt);
+    default: return depthwise3_rows<T, 1, VB>(in, ld, dw, wk, bias, y, y_ld, cnt);
+  }
+}
+
 template <typename T, int64_t KW>
 void forward_depthwise_impl(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) {
   constexpr int64_t CH = kDepthwiseVectors * Simd<T>::L;
@@ -959,6 +1003,8 @@ void forward_depthwise_impl(const T* x, const T* w, const T* b, T* y, const Conv
   const int64_t want = 4 * at::get_num_threads();
   rb = std::max<int64_t>(1, std::min(rb, (g.n * g.groups * g.ho + want - 1) / want));
   const int64_t rblocks = (g.ho + rb - 1) / rb;
+  static_assert(kDepthwiseVectors % 2 == 0, "depthwise3_rows' 2-vector blocks must tile the slab's chunks");
+  const bool rows3 = KW == 3 && g.kh == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1;
   at::parallel_for(0, g.n * g.groups * rblocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> slab;
     for (int64_t t = begin; t < end; ++t) {
@@ -982,6 +1028,14 @@ void forward_depthwise_impl(const T* x, const T* w, const T* b, T* y, const Conv
         const T* wk = w + o * khw;
         const T bias = b ? b[o] : T(0);
         T* yo = y + (n * g.o + o) * plane;
+        if (rows3) {  // blocks of 4 output rows x 2 vectors (the slab's ld covers whole 2-vector blocks)
+          constexpr int64_t W2 = 2 * Simd<T>::L;
+          for (int64_t oh = oh0; oh < oh1; oh += 4)
+            for (int64_t c = 0; c < g.wo; c += W2)
+              depthwise3_rows_n<T>(static_cast<int>(std::min<int64_t>(4, oh1 - oh)), slab.data() + (oh - oh0) * ld + c,
+                                   ld, g.dw, wk, bias, yo + oh * g.wo + c, g.wo, std::min(W2, g.wo - c));
+          continue;
+        }
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const T* row0 = slab.data() + (oh - oh0) * g.sh * ld;
           for (int64_t c = 0; c < chunks; ++c)

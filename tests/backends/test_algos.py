@@ -460,6 +460,46 @@ def test_thread_counts_give_identical_results(threads, algo, shape):
         assert torch.equal(r1, r2), f"{name} differs between 1 and 2 threads"
 
 
+@pytest.mark.usefixtures("blas_prefer")
+@pytest.mark.parametrize("shape", [s for s in THREAD_SHAPES if s[1] >= 12 and s[2] >= 80])
+def test_thread_counts_give_identical_results_through_blas(threads, shape):
+    # the rows above that "auto" sends to BLAS where BLAS is fast (addmm_runs keeps those reductions fixed)
+    one, two = _run_threads("auto", shape, 1), _run_threads("auto", shape, 2)
+    for name, r1, r2 in zip(("output", "grad_input", "grad_weight", "grad_bias", "eager output"), one, two):
+        assert torch.equal(r1, r2), f"{name} differs between 1 and 2 threads"
+
+
+# depthwise 3x3 at stride 1 and row dilation 1: blocks of 4 output rows x 2 vectors (depthwise3_rows), the
+# forward and grad_input (its transpose is depthwise too); heights that leave 1-3 rows, widths that leave
+# part of a vector, column dilation.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,h,w,pad,dil", [
+    (2, 5, 7, 33, 1, 1), (1, 3, 13, 17, (1, 2), (1, 2)), (1, 2, 4, 112, 1, 1), (1, 4, 1, 5, 1, 1),
+    (3, 2, 10, 64, 0, 1), (1, 3, 6, 40, (2, 0), (1, 3)),
+])
+def test_depthwise_3x3_row_blocks(dtype, n, c, h, w, pad, dil):
+    x, wt, b = rand(n, c, h, w, seed=31, dtype=dtype), rand(c, 1, 3, 3, seed=32, dtype=dtype), rand(c, seed=33, dtype=dtype)
+    two = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    pad2, dil2 = two(pad), two(dil)
+    args = ([1, 1], [pad2[0], pad2[0], pad2[1], pad2[1]], list(dil2), c)
+    assert "depthwise" in convkit.explain((n, c, h, w), (c, 1, 3, 3), padding=pad, dilation=dil, groups=c,
+                                          dtype=dtype).backends["compiled"]["forward"]
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        y = ops.corr2d(x, wt, b, *args, "auto")
+        gy = rand(*y.shape, seed=34, dtype=dtype)
+        out[threads] = (y, ops.corr2d_backward(gy, x, wt, *args, [True, False, False], "auto")[0])
+    torch.set_num_threads(2)
+    xd = x.double().requires_grad_()
+    ref = F.conv2d(xd, wt.double(), b.double(), 1, pad2, dil2, c)
+    (ref_gx,) = torch.autograd.grad(ref, (xd,), gy.double())
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for got, want in zip(out[2], (ref, ref_gx)):
+        assert_rel_close(got, want, tol)
+    assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
+
+
 @pytest.mark.parametrize("algo,shape", _thread_params(["im2col"]))
 def test_thread_counts_im2col_close(threads, algo, shape):
     # im2col is the textbook path on ATen's im2col/col2im and BLAS matmul: BLAS may block its reductions
