@@ -1143,11 +1143,13 @@ inline bool grad_weight_splits_positions(const ConvGeom& g, int64_t itemsize) {
 // grad_weight, tiled: gw[o, k] = sum over images and positions p of dY[o, p] * cols[k][p], a GEMM whose
 // reduction runs over positions. A task owns rows k in [k0, k1) of one group for all its output channels,
 // i.e. gw[:, k0:k1], accumulated in a per-task buffer gwt[k][o]. Per chunk of P positions (P fixed; flattened
-// over images, so a chunk may span images)
-// it packs those rows of cols (pack_cols), transposes them into panels colsT[kpanel][p][8] and dY into
+// over images, so a chunk may span images) it packs those rows of cols (pack_cols: [tile][k][TW]) and dY into
 // gyT[otile][p][TW] (o contiguous, zero past the group's channels and past np), then for every 8 k x TW o
-// register tile runs gemm_tile over the P positions (p ascending): 2 vector loads + 8 broadcasts per 16 FMAs
-// and one load/store of the tile per chunk. The summation order of an element depends only on P, never
+// register tile runs gemm_tile_rows over the P positions (p ascending), the 8 rows of k read in place from
+// the column tiles: 2 vector loads + 8 broadcasts per 16 FMAs and one load/store of the tile per chunk.
+// Transposing the columns into 8-row panels first (the layout gemm_tile wants) cost a second pass over them:
+// without it, gw alone, us, 2 threads (torch in brackets): R6 N=1 920 -> 730 (670), N=8 8413 -> 7098 (5200);
+// R11 N=8 6078 -> 5776 (5438); R10 N=1 404 -> 365, N=8 2661 -> 2560. Same order of sums: same results. The summation order of an element depends only on P, never
 // on the split, so results are thread-count independent. With many positions per weight and a small gw
 // (grad_weight_splits_positions: R1), tasks are instead a fixed number of slabs of position chunks, each
 // with a full-K accumulator, summed in slab order at the end: nothing is packed twice.
@@ -1220,27 +1222,16 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
       }
     });
   // One chunk of positions into acc[k - k0][o] (ld og_pad) for rows k in [k0, k1) and output tiles
-  // [ot0, ot1): pack the columns, transpose them into 8-row panels, run the 8 x TW register tiles over the
-  // chunk's positions. gyc: the chunk's dY panels.
+  // [ot0, ot1): pack the columns, run the 8 x TW register tiles over the chunk's positions. gyc: the chunk's
+  // dY panels.
+  const std::vector<T> zero_tile(TW, T(0));  // stands in for the rows past a block's last row of k
   auto chunk_gemm = [&](const T* xg, int64_t p0, int64_t np, int64_t k0, int64_t k1, int64_t ot0, int64_t ot1,
-                        const T* gyc, T* cols, T* colst, T* acc) {  // p0 within the image at xg; np may run on
-    const int64_t ntiles = (np + TW - 1) / TW, npad = ntiles * TW;
+                        const T* gyc, T* cols, T* acc) {  // p0 within the image at xg; np may run on
+    const int64_t ntiles = (np + TW - 1) / TW;
     const int64_t nk = k1 - k0, kpanels = (nk + RB - 1) / RB;
     pack_cols<T, TW>(xg, g, taps, p0, np, k0, k1, cols);
-    static_assert(RB == 8, "transpose_rows8 makes panels of 8 rows of k");
-    for (int64_t kp = 0; kp < kpanels; ++kp) {  // colst[kp][q][RB] = cols[tile][kp * RB + r][q % TW]
-      T* const dst = colst + kp * npad * RB;
-      if ((kp + 1) * RB <= nk) {
-        for (int64_t tile = 0; tile < ntiles; ++tile)
-          transpose_rows8(cols + (tile * nk + kp * RB) * TW, TW, dst + tile * TW * RB, TW);
-      } else {  // the last, partial panel: rows past nk are zero
-        for (int64_t q = 0; q < npad; ++q)
-          for (int64_t r = 0; r < RB; ++r) {
-            const int64_t kk = kp * RB + r;
-            dst[q * RB + r] = kk < nk ? cols[((q / TW) * nk + kk) * TW + q % TW] : T(0);
-          }
-      }
-    }
+    // the 8 rows of a panel read in place from the column tiles, one tile of TW positions at a time (rows past
+    // nk: zeros), p ascending over the chunk as before
     for (int64_t ot = ot0; ot < ot1; ++ot)  // the dY panel (P x TW) stays in L1 across the panels of k
       for (int64_t kp = 0; kp < kpanels; ++kp) {
         V acc_r[RB][2];
@@ -1249,7 +1240,12 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
           acc_r[r][0] = vload(c + r * og_pad);
           acc_r[r][1] = vload(c + r * og_pad + L);
         }
-        gemm_tile<T, RB>(colst + kp * npad * RB, gyc + ot * panel, npad, acc_r);
+        for (int64_t tile = 0; tile < ntiles; ++tile) {
+          const T* rows[RB];
+          for (int r = 0; r < RB; ++r)
+            rows[r] = kp * RB + r < nk ? cols + (tile * nk + kp * RB + r) * TW : zero_tile.data();
+          gemm_tile_rows<T, RB>(rows, 0, gyc + ot * panel + tile * TW * TW, TW, acc_r);
+        }
         for (int r = 0; r < RB; ++r) {
           vstore(c + r * og_pad, acc_r[r][0]);
           vstore(c + r * og_pad + L, acc_r[r][1]);
@@ -1275,7 +1271,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
     const int64_t Kp = (K + RB - 1) / RB * RB;  // a slab's rows: the last 8-row panel writes up to Kp
     std::vector<T> partial(g.groups * slabs * Kp * og_pad, T(0));
     at::parallel_for(0, g.groups * slabs, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> cols(kcp * P), colst(kcp * P), gyt(per_chunk);
+      std::vector<T> cols(kcp * P), gyt(per_chunk);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t grp = t / slabs, sl = t % slabs;
         T* const acc = partial.data() + t * Kp * og_pad;
@@ -1284,7 +1280,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
           pack_gy(n * hw + p0, np, grp, 0, otiles, gyt.data());
           const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
           for (int64_t k0 = 0; k0 < K; k0 += kcp)
-            chunk_gemm(xg, p0, np, k0, std::min(K, k0 + kcp), 0, otiles, gyt.data(), cols.data(), colst.data(),
+            chunk_gemm(xg, p0, np, k0, std::min(K, k0 + kcp), 0, otiles, gyt.data(), cols.data(),
                        acc + k0 * og_pad);
         }
       }
@@ -1305,7 +1301,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
     return;
   }
   at::parallel_for(0, g.groups * kblocks * osplit, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> cols(kc * P), colst(kc * P), gyt(shared_gy ? 0 : per_chunk), acc_buf(kc * og_pad);
+    std::vector<T> cols(kc * P), gyt(shared_gy ? 0 : per_chunk), acc_buf(kc * og_pad);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t os = t % osplit, kb = (t / osplit) % kblocks, grp = t / (osplit * kblocks);
       const int64_t k0 = kb * kc, k1 = std::min(K, k0 + kc);
@@ -1317,7 +1313,7 @@ void grad_weight_tiled(const T* x, const T* gy, T* gw, const ConvGeom& g) {
         const T* xg = x + ((q0 / hw) * g.c + grp * g.cg) * g.h * g.w;
         const T* gyc = shared_gy ? gys.data() + (grp * chunks + ch) * per_chunk : gyt.data();
         if (!shared_gy) pack_gy(q0, np, grp, ot0, ot1, gyt.data());
-        chunk_gemm(xg, q0 % hw, np, k0, k1, ot0, ot1, gyc, cols.data(), colst.data(), acc_buf.data());
+        chunk_gemm(xg, q0 % hw, np, k0, k1, ot0, ot1, gyc, cols.data(), acc_buf.data());
       }
       store_gw(acc_buf.data(), grp, k0, k1, ot0 * TW, std::min(g.og, ot1 * TW));
     }
