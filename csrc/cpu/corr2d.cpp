@@ -42,6 +42,11 @@
 //                (pointwise_grad_weight_direct, while its accumulators fit 2 MiB), else per-image BLAS; the
 //                column-block regime: BLAS dY cols^T per block of k
 //                (grad_weight_columns_blas); else a tiled GEMM over positions (grad_weight_tiled)
+// Where ATen's BLAS runs under kBlasMinShare of the FMA peak (blas_rate, peak.cpp; Zen 5 with MKL), "auto"
+// takes none of the BLAS paths above: Winograd only from 1024 tiles (dilation 1), the channel-lanes kernels on
+// rows of >= 14 columns, the pointwise kernel from 4 images x groups, else forward_tiled / grad_weight_tiled,
+// and grad_input as forward_tiled over dY with the flipped weights (FlippedTiled; see the notes before
+// make_plan). That grad_input also replaces grad_input_tiled for stride 1 (not 1x1) wherever BLAS is fast.
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
