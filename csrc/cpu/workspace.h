@@ -18,6 +18,7 @@ enum WorkspaceSlot : int {
   kWsWinogradData,       // winograd.cpp: transformed input V of one chunk (or one image per thread)
   kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk (or one image per thread)
   kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU
+  kWsOcWeights,          // direct_oc.cpp: the channel-lanes forward's packed weights (forward and grad_input)
   kWsSlots
 };
 
