@@ -1154,7 +1154,8 @@ inline bool grad_weight_splits_positions(const ConvGeom& g, int64_t itemsize) {
 // the column tiles: 2 vector loads + 8 broadcasts per 16 FMAs and one load/store of the tile per chunk.
 // Transposing the columns into 8-row panels first (the layout gemm_tile wants) cost a second pass over them:
 // without it, gw alone, us, 2 threads (torch in brackets): R6 N=1 920 -> 730 (670), N=8 8413 -> 7098 (5200);
-// R11 N=8 6078 -> 5776 (5438); R10 N=1 404 -> 365, N=8 2661 -> 2560. Same order of sums: same results. The summation order of an element depends only on P, never
+// R11 N=8 6078 -> 5776 (5438); R10 N=1 404 -> 365, N=8 2661 -> 2560. Same order of sums: same results.
+// The summation order of an element depends only on P, never
 // on the split, so results are thread-count independent. With many positions per weight and a small gw
 // (grad_weight_splits_positions: R1), tasks are instead a fixed number of slabs of position chunks, each
 // with a full-K accumulator, summed in slab order at the end: nothing is packed twice.
