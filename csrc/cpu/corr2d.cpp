@@ -1554,7 +1554,7 @@ const T* flipped_weights(const T* w, const ConvGeom& g) {
                    [w, wt, khw, og, cg, cblocks](int64_t begin, int64_t end) {
 #if defined(__AVX512F__)
     using A = Avx512<T>;
-    const __m512i reverse = lane_index<T>([&](int64_t l) { return l < khw ? khw - 1 - l : 0; });
+    const __m512i reverse = reverse_index<T>(khw);
     const auto m = lanes_mask<T>(std::min<int64_t>(khw, Simd<T>::L));
 #endif
     for (int64_t t = begin; t < end; ++t) {
@@ -1570,8 +1570,7 @@ const T* flipped_weights(const T* w, const ConvGeom& g) {
           T* const dst = dst0 + c * og * khw;
 #if defined(__AVX512F__)
           if (khw <= Simd<T>::L) {  // one masked load, a lane reversal and one masked store per (o, c)
-            const typename A::V v = A::loadz(m, src + c * khw);
-            A::store(dst, m, A::perm2(v, reverse, v));
+            A::store(dst, m, load_reversed(src + c * khw, m, reverse));
             continue;
           }
 #endif

@@ -138,7 +138,7 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
   const int64_t K = g.cg * khw;
   T* const wp = call_workspace<T>(kWsOcWeights, g.groups * blocks * K * CB);
 #if defined(__AVX512F__)
-  const __m512i reverse = lane_index<T>([&](int64_t l) { return l < khw ? khw - 1 - l : 0; });
+  const __m512i reverse = reverse_index<T>(khw);
 #endif
   std::vector<T> bp(g.groups * blocks * CB, T(0));
   at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -175,8 +175,7 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
                 rows[0][p] = typename Simd<T>::V{};
                 continue;
               }
-              const typename A::V v = A::loadz(m, src + (r0 + p) * khw);
-              const typename A::V r = A::perm2(v, reverse, v);
+              const typename A::V r = load_reversed(src + (r0 + p) * khw, m, reverse);
               rows[0][p] = reinterpret_cast<const typename Simd<T>::V&>(r);
             }
             store_lanes_transposed<T, 1, NB>(rows, dst + c * khw * CB + r0, CB, khw, NB);

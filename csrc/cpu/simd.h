@@ -114,6 +114,19 @@ inline __m512i lane_index(F f) {
   for (int64_t k = 0; k < Simd<T>::L; ++k) a[k] = static_cast<typename Avx512<T>::IT>(f(k));
   return _mm512_load_si512(a);
 }
+
+// A kernel row's taps reversed (the flipped weights of grad_input): lanes 0 .. n-1 = p[n-1], ..., p[0], zeros
+// after (n <= L), with one masked load and one permute. Build the index once per call:
+// reverse_index<T>(n), the mask lanes_mask<T>(n).
+template <typename T>
+inline __m512i reverse_index(int64_t n) {
+  return lane_index<T>([n](int64_t l) { return l < n ? n - 1 - l : 0; });
+}
+template <typename T>
+inline typename Avx512<T>::V load_reversed(const T* p, typename Avx512<T>::M m, __m512i reverse) {
+  const typename Avx512<T>::V v = Avx512<T>::loadz(m, p);
+  return Avx512<T>::perm2(v, reverse, v);
+}
 #endif
 
 // Lanes l < n from base[l * stride] (one AVX-512 gather; masked-off lanes are zero and never read), else a
