@@ -576,19 +576,18 @@ inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {
 
 // Where grad_weight takes the output-channels-as-lanes kernel (direct_oc.cpp, oc_lanes_grad_weight) over the
 // flat slabs: beyond kFewChannels output channels per group (LeNet's 16 stay on the flat kernel), stride 1
-// and up to kFlatChannels (the flat kernel's range), with 5x5 or larger kernels or a reduction of at least
-// kOcGwMinReduction taps x channels. gw only, 2 threads, ms, flat -> this kernel (same process, N = 1 / 8):
-// G1 2.26 -> 1.31 / 15.1 -> 8.8 (torch 1.36 / 8.3); 64->64 5x5 @28 1.54 -> 0.86 / 11.3 -> 7.1; 7x7 2.90 ->
-// 1.93 / 17.3 -> 10.7; 32->32 5x5 @28 0.36 -> 0.29 / 2.92 -> 2.12; 96->64 5x5 @14 1.07 -> 0.52 / 5.47 ->
-// 2.57; 256->32 3x3 @14 0.50 -> 0.23 / 3.94 -> 1.94. It loses on short reductions: 48->48 3x3 @28 0.19 ->
-// 0.34 / 1.96 -> 2.30; 32->32 3x3 @56 (1.2-1.6x); 128->48 3x3 @28 (K = 1152, three vectors of channels in a
-// four-vector tile: 1.2-1.9x); and with stride 2 (R6 1.2-1.4x, R1 3x). Forced "direct" takes it beyond
-// kFewChannels (any row stride; "direct" needs column stride 1), so the conformance grid covers it.
-constexpr int64_t kOcGwMinTaps = 25, kOcGwMinReduction = 2048;
+// and up to kFlatChannels (the flat kernel's range); beyond that where BLAS is slow (make_plan). Session 16
+// (half-rate AVX-512 machine, the kernel before its chunks and transposes) kept the flat kernel on short
+// reductions (48->48 3x3 @28 0.19 vs 0.34 ms); since session 18's kernel (2 threads, us, N = 1 / 8, flat ->
+// this kernel, same process, 3 rounds interleaved, glibc keeping freed pages): 48->48 3x3 @28 224 -> 175 /
+// 2431 -> 1127; 32->32 3x3 @56 335 -> 270 / 2764 -> 2003; 128->48 3x3 @28 593 -> 326 / 5004 -> 2523; 24->32
+// 3x3 @28 87 -> 78 / 524 -> 390; 64->64 3x3 @14 150 -> 113 / 1226 -> 439; 32->32 5x5 @28 252 -> 171 / 2408
+// -> 1092; 64->64 3x3 @28 364 -> 209 / 2544 -> 1184. It loses with stride 2 (R6 711 -> 897 / 6660 -> 7509,
+// R1 2x), which stays on grad_weight_tiled. Forced "direct" takes it beyond kFewChannels (any row stride;
+// "direct" needs column stride 1), so the conformance grid covers it.
 inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
   if (g.og <= kFewChannels || g.kh * g.kw == 1) return false;
-  return forced || (g.sh == 1 && g.sw == 1 && g.og <= kFlatChannels &&
-                    (g.kh * g.kw >= kOcGwMinTaps || g.cg * g.kh * g.kw >= kOcGwMinReduction));
+  return forced || (g.sh == 1 && g.sw == 1 && g.og <= kFlatChannels);
 }
 
 // Where grad_weight takes oc_cols_grad_weight (direct_oc.cpp: output channels as the lanes of one vector,
@@ -2111,8 +2110,11 @@ bool blas_candidate(const ConvGeom& g) {
 //    BLAS): R3 N=8 fwd 3658 (Winograd) vs 4101 (channel lanes) - kept; R3 N=1 486 vs 493, R8 N=1 667 vs 606,
 //    N=8 3984 vs 3979, R9 N=8 7406 vs 4094, X3 (dilation 2) N=1 826 vs 520, N=8 5462 vs 4081 - dropped;
 //    grad_input the same (R9 N=8 6637 vs 4079, X3 4881 vs 3912, R8 3854 vs 3976, R3 3603 vs 3897).
-//    grad_weight keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9): R8 N=1 (49 tiles
-//    for 16384) 490 vs 723, R3, X3 - kept; R9 N=1 990 vs 824, N=8 (128 for 65536) 6716 vs 4978 - dropped.
+//    grad_weight keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9), with dilation 1
+//    and at least kWinoGwSlowBlasImageTiles tiles per image: R8 N=1 (49 tiles for 16384) 503 vs 560 (channel
+//    lanes), N=8 3527 vs 4149, R3 N=1 455 vs 664, N=8 3434 vs 4495 - kept; R9 N=1 990 vs 824, N=8 (128 for
+//    65536) 6716 vs 4978, X3 (dilation 2) N=8 5831 vs 5305 - dropped. Smaller maps lost by far (session 18,
+//    Winograd vs channel lanes): 128->128 3x3 @7 N=8 5732 vs 412, @14 2812 vs 1311, 64->64 @7 2822 vs 193.
 //  * Dense layers in the column-block regime, and those Winograd gave up: output channels as lanes (direct_oc)
 //    on rows of >= kOcLanesSlowBlasWidth columns, else forward_tiled: R9 fwd 1565 -> 784 / 7439 -> 4094
 //    (640 / 4157), gx 1308 -> 751 / 6620 -> 4079 (618 / 4074), gw 1005 -> 824 / 6636 -> 4978 (684 / 4276);
@@ -2125,7 +2127,8 @@ bool blas_candidate(const ConvGeom& g) {
 //    4702 -> 2823 (565 / 2537); 256->1024 @14 gx 602 -> 348 / 4327 -> 2112, gw 642 -> 558 / 4971 -> 4195;
 //    128->512 @28 N=8 gx 4079 -> 1802, gw 4984 -> 3998; 64->64 @16 N=8 fwd 124 -> 47, gx 125 -> 49, gw 159
 //    -> 69; R4 N=8 gx 4593 -> 2052.
-constexpr int64_t kWinoSlowBlasTiles = 1024, kWinoGwSlowBlasWeights = 400, kOcLanesSlowBlasWidth = 14,
+constexpr int64_t kWinoSlowBlasTiles = 1024, kWinoGwSlowBlasWeights = 400, kWinoGwSlowBlasImageTiles = 49,
+                  kOcLanesSlowBlasWidth = 14,
                   kPwGwSlowBlasWeights = 64 * 256;
 
 bool winograd_kept_without_blas(const ConvGeom& g) {
@@ -2133,7 +2136,9 @@ bool winograd_kept_without_blas(const ConvGeom& g) {
 }
 
 bool winograd_gw_kept_without_blas(const ConvGeom& g) {
-  return g.n * winograd_tiles_per_image(g) * kWinoGwSlowBlasWeights >= g.og * g.cg;
+  const int64_t tiles = winograd_tiles_per_image(g);
+  return g.dh == 1 && g.dw == 1 && tiles >= kWinoGwSlowBlasImageTiles &&
+         g.n * tiles * kWinoGwSlowBlasWeights >= g.og * g.cg;
 }
 
 Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
@@ -2220,7 +2225,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
          : algo != Algo::ImplicitGemm && oc_gw_preferred(g, algo == Algo::Direct) ? GradWeight::OcLanes
          : algo != Algo::ImplicitGemm && oc_cols_preferred(g, itemsize) ? GradWeight::OcCols
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
-         : slow_blas && stride1 && g.wo >= kOcLanesSlowBlasWidth && oc_gw_preferred(g, true) ? GradWeight::OcLanes
+         : slow_blas && stride1 && oc_gw_preferred(g, true) ? GradWeight::OcLanes
          : blas && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
   return p;
@@ -2393,7 +2398,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   }
   switch (p.gw) {
     case GradWeight::OcLanes:
-      out.emplace_back("output channels as vector lanes over a channels-last slab per image (direct_oc.cpp)",
+      out.emplace_back("output channels as vector lanes over channels-last slabs of a chunk of images (direct_oc.cpp)",
                        oc_lanes_grad_weight_workspace(g, itemsize));
       break;
     case GradWeight::OcCols:

@@ -222,19 +222,35 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
 // grad_weight with output channels as vector lanes: gw[o][c][i][j] = sum over images n and output positions
 // (oh, ow) of dY[n][o][oh][ow] * x[n][c][oh*sh + i*dh - pt][ow*sw + j*dw - pl], the forward's register tile
 // turned around (the reduction is over positions, the tile over input channels):
-//   layout    per image and group, the input as zero-padded channels-last slabs, one per tile of CT input
-//             channels, s[tile][r][col][CT] (a tile's slab is contiguous, and consecutive output positions
-//             read consecutive CT values: a slab laid out [r][col][all channels] put every step on a new
-//             cache line, G1 N=8 11.7 ms) and dY transposed to d[p][o] (o padded to whole blocks of OBV vectors);
-//             partial sums acc[group][o block][c tile][tap][OBV][CT] (vectors), one gw-sized buffer.
-//   unit      one block of OBV vectors of output channels x a tile of CT input channels x one tap (i, j);
-//             the threads split the units, image by image (the slab and d are shared, built in parallel).
-//   tile      OBV x CT accumulators (2 x 14 up to two vectors of channels, else 4 x 6), loaded from acc and
-//             stored back once per image. Per output position: OBV vector loads of d[p], CT broadcasts of
-//             contiguous slab values s[oh*sh + i*dh][ow*sw + j*dw][c .. c + CT) and OBV * CT FMAs.
-// Any stride (make_plan sends it column stride 1 only), dilation, padding and groups. Summation order per gw element: images, then positions (oh, ow)
-// ascending, whatever the split: results do not depend on the thread count. Workspace: one image's slab
-// and d, and the acc buffer (about gw's size, rounded up to whole tiles).
+//   layout    per chunk of images and group, the input as zero-padded channels-last slabs, one per tile of
+//             CT input channels, s[image][tile][r][col][CT] (a tile's slab is contiguous, and consecutive output
+//             positions read consecutive CT values: a slab laid out [r][col][all channels] put every step on a
+//             new cache line, G1 N=8 11.7 ms) and dY transposed and blocked by OBV vectors of output channels,
+//             d[image][o block][p][OBV * L] (o padded to whole blocks): a task streams its block's panel, 256 B
+//             per position (d[p][all o], strided by Og, ran R9 N=8 at 6.3 ms against 4.3). Both built in one
+//             parallel pass per chunk, a task per image and row, by 16 x 16 in-register transposes.
+//             Partial sums acc[group][o block][c tile][tap][OBV][CT] (vectors, about gw's size) only where
+//             the positions take more than one block.
+//   blocks    (oc_gw_blocks) as many images per chunk as keep a block's d panel within kGwBlockBytes, so a
+//             thread's next tasks (the other taps, then the next channel tile) find it in L2 (at most 7
+//             images on R9, 30 on R11, 1 on R8; chunks of equal size); an image whose panel is larger is one chunk, split into blocks of rows.
+//   task      a block of OBV vectors of output channels x a tile of CT input channels, with all kh*kw taps
+//             where there are at least kGwPairsPerThread such pairs per thread (their tiles then go to gw as
+//             runs of taps, oc_gw_store), else with one tap; per position block in turn, over every image of
+//             the block. The threads split the tasks.
+//   tile      OBV x CT accumulators (2 x 14 up to two vectors of channels, else 4 x 6), zero or loaded from acc
+//             at the block's start, stored to acc or (last block) to gw at its end. Per output position: OBV
+//             vector loads of d[p], CT broadcasts of contiguous slab values s[oh*sh + i*dh][ow*sw + j*dw][c ..
+//             c + CT) and OBV * CT FMAs.
+// Any stride (make_plan sends it column stride 1 only), dilation, padding and groups. Summation order per gw
+// element: images, then positions (oh, ow) ascending, whatever the split or task kind: results do not depend
+// on the thread count. Workspace (kept between calls): one chunk's slabs and d, and acc where there is more
+// than one block.
+// Before (session 17): the tile loaded and stored once per image, three parallel passes per image, acc fresh
+// and zeroed on every call, dY transposed by scalar strided stores into d[p][o], and a final pass from acc
+// into gw: R9 N=8 gw 5.9 ms (314 GFLOP/s), now 4.0-4.3 ms (430-460); R11 N=1 1.34 ms -> 0.68. oc_gw_tile is
+// kept out of line: inlined into the single-thread path, GCC folded the d loads into memory operands of every
+// FMA (24 loads per 24 FMAs; 78 GFLOP/s at 1 thread, 213 out of line).
 struct GwPlan {
   int64_t obv, ct, hp, wp, cgp, ogp, nob, nct;
 };
@@ -244,88 +260,179 @@ GwPlan oc_gw_plan(const ConvGeom& g, int64_t lanes) {
   return {obv, ct, g.h + g.pt + g.pb, g.w + g.pl + g.pr, nct * ct, nob * obv * lanes, nob, nct};
 }
 
+// The images of one chunk, in turn, each over its Ho x Wo positions, into registers: the tile starts from `in`
+// (nullptr: zeros) and ends in `out`.
 template <typename T, int OBV, int CT>
-void oc_gw_tile(const T* s, int64_t row_step, int64_t col_step, const T* d, int64_t dld, int64_t ho, int64_t wo,
-                typename Simd<T>::V* accp) {
+__attribute__((noinline)) void oc_gw_tile(const T* s, int64_t s_img, int64_t row_step, int64_t col_step, const T* d, int64_t d_img,
+                int64_t dld, int64_t ho, int64_t wo, int64_t nimg, const typename Simd<T>::V* in,
+                typename Simd<T>::V* out) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   V acc[OBV][CT];
   for (int v = 0; v < OBV; ++v)
-    for (int t = 0; t < CT; ++t) acc[v][t] = accp[v * CT + t];
-  for (int64_t oh = 0; oh < ho; ++oh) {
-    const T* q = s + oh * row_step;
-    for (int64_t ow = 0; ow < wo; ++ow, q += col_step, d += dld) {
-      V dv[OBV];
-      for (int v = 0; v < OBV; ++v) dv[v] = vload(d + v * L);
-      for (int t = 0; t < CT; ++t) {
-        const V xb = splat<T>(q[t]);
-        for (int v = 0; v < OBV; ++v) acc[v][t] += dv[v] * xb;
+    for (int t = 0; t < CT; ++t) acc[v][t] = in ? in[v * CT + t] : V{};
+  for (int64_t n = 0; n < nimg; ++n, s += s_img) {
+    const T* dp = d + n * d_img;
+    for (int64_t oh = 0; oh < ho; ++oh) {
+      const T* q = s + oh * row_step;
+      for (int64_t ow = 0; ow < wo; ++ow, q += col_step, dp += dld) {
+        V dv[OBV];
+        for (int v = 0; v < OBV; ++v) dv[v] = vload(dp + v * L);
+        for (int t = 0; t < CT; ++t) {
+          const V xb = splat<T>(q[t]);
+          for (int v = 0; v < OBV; ++v) acc[v][t] += dv[v] * xb;
+        }
       }
     }
   }
   for (int v = 0; v < OBV; ++v)
-    for (int t = 0; t < CT; ++t) accp[v * CT + t] = acc[v][t];
+    for (int t = 0; t < CT; ++t) out[v * CT + t] = acc[v][t];
+}
+
+// The position blocks a thread's tasks take in turn: the images of a chunk (built in one parallel pass) and,
+// where one image's d panel (all its positions x OBV vectors) is larger than kGwBlockBytes, a chunk of one
+// image split into blocks of whole output rows whose panels fit. Blocks that fit L1 instead (24-96 KiB, so
+// more passes of the partial sums through memory) were 3-12 % slower on R9, R3, X3, R8, R11 and G1; 1-4 MiB
+// level to 10 % slower.
+constexpr int64_t kGwBlockBytes = 384 * 1024;
+struct GwBlocks {
+  int64_t chunk, rows;
+};
+inline GwBlocks oc_gw_blocks(const ConvGeom& g, int64_t obv) {
+  const int64_t row = g.wo * obv * 64, panel = g.ho * row;
+  if (panel <= kGwBlockBytes) {  // chunks of equal size (R9 N=8: 4 + 4, not 7 + 1)
+    const int64_t most = std::max<int64_t>(1, std::min<int64_t>(g.n, kGwBlockBytes / std::max<int64_t>(panel, 1)));
+    const int64_t chunks = (g.n + most - 1) / std::max<int64_t>(most, 1);
+    return {std::max<int64_t>(1, (g.n + chunks - 1) / std::max<int64_t>(chunks, 1)), g.ho};
+  }
+  return {1, std::max<int64_t>(1, kGwBlockBytes / row)};
+}
+
+// A task's finished tiles -> gw[grp * og + o][c][i][j] for its taps [tap0, tap0 + ntap): out[tap][v][t] holds
+// output channels (ob * OBV + v) * L + lane of input channel ct * CT + t. With every tap of a small kernel
+// (kh*kw <= L) one in-register transpose per (v, t) turns the taps x channels vectors into one masked store
+// of kh*kw contiguous taps per output channel; else scalar stores. (Each tap's tile stored alone, 384 scalar
+// stores 18 KB apart, cost R11 N=1 735 of its 1341 us: 9.4 MB of gw, a page per store.)
+constexpr int64_t kGwPairsPerThread = 8;
+template <typename T, int OBV, int CT>
+void oc_gw_store(const typename Simd<T>::V* out, T* gw, const ConvGeom& g, int64_t grp, int64_t ob, int64_t ct,
+                 int64_t tap0, int64_t ntap) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t khw = g.kh * g.kw, nc = std::min<int64_t>(CT, g.cg - ct * CT);
+  for (int v = 0; v < OBV; ++v) {
+    const int64_t o0 = (ob * OBV + v) * L, no = std::min(L, g.og - o0);
+    if (no <= 0) break;
+    for (int64_t t = 0; t < nc; ++t) {
+      T* dst = gw + ((grp * g.og + o0) * g.cg + ct * CT + t) * khw + tap0;
+      if (ntap == khw && khw <= L) {
+        V rows[1][L];
+        for (int64_t q = 0; q < L; ++q) rows[0][q] = q < khw ? out[q * OBV * CT + v * CT + t] : V{};
+        store_lanes_transposed<T, 1, L>(rows, dst, g.cg * khw, no, khw);
+        continue;
+      }
+      for (int64_t l = 0; l < no; ++l)
+        for (int64_t q = 0; q < ntap; ++q) dst[l * g.cg * khw + q] = out[q * OBV * CT + v * CT + t][l];
+    }
+  }
 }
 
 template <typename T, int OBV, int CT>
 void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   using V = typename Simd<T>::V;
-  constexpr int64_t L = Simd<T>::L;
+  constexpr int64_t L = Simd<T>::L, OB = OBV * L;  // output channels per block
   const GwPlan pl = oc_gw_plan(g, L);
   const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, row_ld = pl.wp * CT, ct_ld = pl.hp * row_ld;
-  const int64_t units = pl.nob * pl.nct * khw, per_group = units * OBV * CT;
-  std::vector<V> acc(g.groups * per_group, V{});
-  std::vector<T> slab(pl.nct * ct_ld), d(plane * pl.ogp, T(0));
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const T* xg = x + (n * g.c + grp * g.cg) * g.h * g.w;
-      const T* gyg = gy + (n * g.o + grp * g.og) * plane;
-      at::parallel_for(0, pl.hp, 1, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t ih = r - g.pt;
-          for (int64_t ct = 0; ct < pl.nct; ++ct) {
-            T* sr = slab.data() + ct * ct_ld + r * row_ld;
-            std::fill(sr, sr + row_ld, T(0));
-            if (ih < 0 || ih >= g.h) continue;
-            for (int64_t t = 0; t < CT && ct * CT + t < g.cg; ++t) {
-              const T* xr = xg + ((ct * CT + t) * g.h + ih) * g.w;
-              for (int64_t iw = 0; iw < g.w; ++iw) sr[(iw + g.pl) * CT + t] = xr[iw];
+  const int64_t s_img = pl.nct * ct_ld, d_img = plane * pl.ogp;
+  // tasks: (output-channel block, input-channel tile) pairs with every tap, where there are enough of them to
+  // share evenly, so a task's finished tiles go to gw as runs of kh*kw taps; else single taps
+  const int64_t pairs = pl.nob * pl.nct, per_group = pairs * khw * OBV * CT;
+  const int64_t ntap = pairs >= kGwPairsPerThread * at::get_num_threads() ? khw : 1, tasks = pairs * khw / ntap;
+  const GwBlocks bl = oc_gw_blocks(g, OBV);
+  const int64_t chunk = bl.chunk, chunks = (g.n + chunk - 1) / chunk, rblocks = (g.ho + bl.rows - 1) / bl.rows;
+  // kept between calls (fresh pages cost ~1 us per 4 KiB here: R9's 2.4 MB of partial sums alone were
+  // ~0.6 ms a call); the partial sums only when the images take more than one chunk
+  T* const slab = call_workspace<T>(kWsGwSlab, chunk * s_img);
+  T* const d = call_workspace<T>(kWsGwDy, chunk * d_img);
+  V* const acc = chunks * rblocks > 1 ? reinterpret_cast<V*>(call_workspace<T>(kWsGwPartial, (g.groups * per_group + 1) * L))
+                            : nullptr;
+  V* const acc_a = acc ? reinterpret_cast<V*>((reinterpret_cast<uintptr_t>(acc) + 63) & ~uintptr_t(63)) : nullptr;
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+      const int64_t nimg = std::min(chunk, g.n - n0);
+      // the chunk's slabs and transposed dY, one task per image and row: padded input row r of every channel
+      // tile, and output row r's positions of dY (tasks of about equal work; slab rows and dY blocks as
+      // separate tasks left one thread all the slab rows, 13 % of R3's time in this pass). Both by 16 x 16
+      // in-register transposes: CT channels x 16 columns into [col][CT], 16 output channels x 16 positions
+      // into [p][OB] (zero past Cg and Og).
+      const int64_t rows = std::max(pl.hp, g.ho);
+      at::parallel_for(0, nimg * rows, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t n = b / rows, r = b % rows, ih = r - g.pt;
+          {  // the next task's rows, prefetched (about 3 % of R3 and X3 at N=8: this pass reads x and dY)
+            const T* xn = x + ((n0 + n) * g.c + grp * g.cg) * g.h * g.w + (ih + 1) * g.w;
+            if (ih + 1 >= 0 && ih + 1 < g.h)
+              for (int64_t c = 0; c < g.cg; ++c)
+                for (int64_t q = 0; q < g.w; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(xn + c * g.h * g.w + q);
+            const T* gn = gy + ((n0 + n) * g.o + grp * g.og) * plane + (r + 1) * g.wo;
+            if (r + 1 < g.ho)
+              for (int64_t o = 0; o < g.og; ++o)
+                for (int64_t q = 0; q < g.wo; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(gn + o * plane + q);
+          }
+          if (r < pl.hp) {
+            const T* xg = x + ((n0 + n) * g.c + grp * g.cg) * g.h * g.w;
+            for (int64_t ct = 0; ct < pl.nct; ++ct) {
+              T* sr = slab + n * s_img + ct * ct_ld + r * row_ld;
+              if (ih < 0 || ih >= g.h) {
+                std::fill(sr, sr + row_ld, T(0));
+                continue;
+              }
+              std::fill(sr, sr + g.pl * CT, T(0));
+              std::fill(sr + (g.pl + g.w) * CT, sr + row_ld, T(0));
+              const int64_t nc = std::min<int64_t>(CT, g.cg - ct * CT);
+              const T* xr = xg + (ct * CT * g.h + ih) * g.w;
+              for (int64_t iw = 0; iw < g.w; iw += L) {
+                const int64_t nw = std::min(L, g.w - iw);
+                V cols[1][CT];
+                for (int t = 0; t < CT; ++t) cols[0][t] = t < nc ? load_n(xr + t * g.h * g.w + iw, nw) : V{};
+                store_lanes_transposed<T, 1, CT>(cols, sr + (g.pl + iw) * CT, CT, nw, CT);
+              }
+            }
+          }
+          if (r >= g.ho) continue;
+          const T* gyg = gy + ((n0 + n) * g.o + grp * g.og) * plane;
+          for (int64_t p0 = r * g.wo; p0 < (r + 1) * g.wo; p0 += L) {
+            const int64_t np = std::min(L, (r + 1) * g.wo - p0);
+            for (int64_t o0 = 0; o0 < pl.ogp; o0 += L) {
+              V rows16[1][L];
+              for (int64_t q = 0; q < L; ++q)
+                rows16[0][q] = o0 + q < g.og ? load_n(gyg + (o0 + q) * plane + p0, np) : V{};
+              store_lanes_transposed<T, 1, L>(rows16, d + n * d_img + (o0 / OB * plane + p0) * OB + o0 % OB, OB, np,
+                                              L);
             }
           }
         }
       });
-      at::parallel_for(0, plane, 64, [&](int64_t p0, int64_t p1) {
-        for (int64_t o = 0; o < g.og; ++o)
-          for (int64_t p = p0; p < p1; ++p) d[p * pl.ogp + o] = gyg[o * plane + p];
-      });
-      at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
-        for (int64_t u = u0; u < u1; ++u) {
-          const int64_t tap = u % khw, ct = (u / khw) % pl.nct, ob = u / (khw * pl.nct);
-          const int64_t i = tap / g.kw, j = tap % g.kw;
-          oc_gw_tile<T, OBV, CT>(slab.data() + ct * ct_ld + i * g.dh * row_ld + j * g.dw * CT, g.sh * row_ld,
-                                 g.sw * CT, d.data() + ob * OBV * L, pl.ogp, g.ho, g.wo,
-                                 acc.data() + grp * per_group + u * OBV * CT);
+      at::parallel_for(0, tasks, 1, [&](int64_t u0, int64_t u1) {
+        std::vector<V> out(ntap * OBV * CT);  // the finished tiles of one task's taps
+        for (int64_t oh0 = 0; oh0 < g.ho; oh0 += bl.rows) {
+          const int64_t nrows = std::min(bl.rows, g.ho - oh0);
+          const bool first = n0 == 0 && oh0 == 0, last = n0 + chunk >= g.n && oh0 + nrows == g.ho;
+          for (int64_t u = u0; u < u1; ++u) {
+            const int64_t pair = u / (khw / ntap), tap0 = u % (khw / ntap) * ntap;
+            const int64_t ct = pair % pl.nct, ob = pair / pl.nct;
+            for (int64_t tap = tap0; tap < tap0 + ntap; ++tap) {
+              const int64_t i = tap / g.kw, j = tap % g.kw;
+              V* a = acc_a ? acc_a + ((grp * pairs + pair) * khw + tap) * OBV * CT : nullptr;
+              oc_gw_tile<T, OBV, CT>(slab + ct * ct_ld + (oh0 * g.sh + i * g.dh) * row_ld + j * g.dw * CT, s_img,
+                                     g.sh * row_ld, g.sw * CT, d + (ob * plane + oh0 * g.wo) * OB, d_img, OB, nrows,
+                                     g.wo, nimg, first ? nullptr : a, last ? out.data() + (tap - tap0) * OBV * CT : a);
+            }
+            if (last) oc_gw_store<T, OBV, CT>(out.data(), gw, g, grp, ob, ct, tap0, ntap);
+          }
         }
       });
     }
-  // acc -> gw[grp * og + o][c][i][j]
-  at::parallel_for(0, g.groups * pl.nob * pl.nct, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t ct = b % pl.nct, ob = (b / pl.nct) % pl.nob, grp = b / (pl.nct * pl.nob);
-      for (int64_t tap = 0; tap < khw; ++tap) {
-        const V* a = acc.data() + grp * per_group + ((ob * pl.nct + ct) * khw + tap) * OBV * CT;
-        for (int v = 0; v < OBV; ++v)
-          for (int64_t l = 0; l < L; ++l) {
-            const int64_t o = (ob * OBV + v) * L + l;
-            if (o >= g.og) break;
-            for (int t = 0; t < CT; ++t) {
-              const int64_t c = ct * CT + t;
-              if (c < g.cg) gw[((grp * g.og + o) * g.cg + c) * khw + tap] = a[v * CT + t][l];
-            }
-          }
-      }
-    }
-  });
 }
 
 // grad_weight for at most one vector of output channels per group (L2: 6 -> 16, 5x5) and kernel-column dilation
@@ -407,8 +514,9 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
         transpose_to_lanes(gyg, g.og, plane, d.data());
         for (int64_t u = u0; u < u1; ++u) {
           const int64_t i = u / pl.ntiles, tb = u % pl.ntiles;
-          oc_gw_tile<T, 1, CT>(slab.data() + i * g.dh * row_ld + tb * CT, g.sh * row_ld, g.sw * g.cg, d.data(), L,
-                               g.ho, g.wo, acc.data() + (u - u0) * CT);
+          V* a = acc.data() + (u - u0) * CT;
+          oc_gw_tile<T, 1, CT>(slab.data() + i * g.dh * row_ld + tb * CT, 0, g.sh * row_ld, g.sw * g.cg, d.data(), 0,
+                               L, g.ho, g.wo, 1, a, a);
         }
       }
       std::copy(acc.begin(), acc.end(), part.begin() + (grp * nblocks + nb) * upg + u0 * CT);
@@ -659,10 +767,14 @@ void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 template void oc_lanes_grad_weight<float>(const float*, const float*, float*, const ConvGeom&);
 template void oc_lanes_grad_weight<double>(const double*, const double*, double*, const ConvGeom&);
 
-// One image's channels-last slab and transposed dY, and the partial sums (whole tiles and blocks).
+// One chunk's channels-last slabs and transposed dY, and the partial sums (whole tiles and blocks) where the
+// images take more than one chunk.
 int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
   const GwPlan p = oc_gw_plan(g, 64 / itemsize);
-  return (p.hp * p.wp * p.cgp + g.ho * g.wo * p.ogp + g.groups * p.ogp * p.cgp * g.kh * g.kw) * itemsize;
+  const GwBlocks bl = oc_gw_blocks(g, p.obv);
+  const int64_t chunk = bl.chunk;
+  const int64_t partial = chunk < g.n || bl.rows < g.ho ? g.groups * p.ogp * p.cgp * g.kh * g.kw : 0;
+  return (chunk * (p.nct * p.hp * p.wp * p.ct + g.ho * g.wo * p.ogp) + partial) * itemsize;
 }
 
 template void oc_lanes_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, bool);

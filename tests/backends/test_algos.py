@@ -1330,14 +1330,17 @@ LANES = "output channels as vector lanes"
     # (N, C, O, H, kernel, stride, pad, dilation), then (explain substring, forced algo it equals) per direction
     # the column-block regime on 16 columns (R9's kind): channel lanes in all three directions
     ((1, 64, 128, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), (LANES, "direct")),
-    # on 7 columns (R11's kind): the tiled kernels; grad_input as forward_tiled over dY with the flipped weights
+    # on 7 columns (R11's kind): the tiled kernel forward; grad_input as forward_tiled over dY with the flipped
+    # weights; grad_weight channel lanes
     ((2, 64, 128, 7, 3, 1, 1, 1), ("forward_tiled", "implicit_gemm"), ("flipped weights (forward_tiled)", "flipped"),
-     ("grad_weight_tiled", "implicit_gemm")),
-    # Winograd's rule holds (32 tiles) but not its slow-BLAS bound (1024 tiles): the direct kernels forward
-    # and grad_input (32 channels: channel lanes); grad_weight keeps Winograd (one tile per 32 <= 400 weights)
-    ((2, 32, 32, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), ("Winograd", "winograd")),
+     (LANES, "direct")),
+    # Winograd's rule holds (32 tiles) but not its slow-BLAS bounds (1024 tiles forward, 49 tiles per image
+    # grad_weight): the channel-lanes kernels in every direction
+    ((2, 32, 32, 16, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), (LANES, "direct")),
     # dilation 2: the same
-    ((2, 32, 32, 16, 3, 1, 2, 2), (LANES, "direct"), (LANES, "direct"), ("Winograd", "winograd")),
+    ((2, 32, 32, 16, 3, 1, 2, 2), (LANES, "direct"), (LANES, "direct"), (LANES, "direct")),
+    # 49 tiles per image, one tile per <= 400 weights: grad_weight keeps Winograd
+    ((1, 32, 32, 28, 3, 1, 1, 1), (LANES, "direct"), (LANES, "direct"), ("Winograd", "winograd")),
     # 1024 tiles, dilation 1: Winograd kept in every direction
     ((4, 32, 32, 64, 3, 1, 1, 1), ("Winograd", "winograd"), ("Winograd", "winograd"), ("Winograd", "winograd")),
     # 1x1 on 4 images: the pointwise kernel both ways, grad_weight's 6x4 tiles (6144 weights)
@@ -1454,3 +1457,35 @@ def test_grad_weight_position_slabs(n, c, o, h, k, stride, groups, dtype):
         torch.testing.assert_close(gw, want, rtol=1e-12, atol=1e-11)
     else:
         assert_rel_close(gw, want)
+
+
+# The channel-lanes grad_weight (direct_oc.cpp grad_weight_oc) over its position blocks and task kinds:
+# several chunks of images (partial sums between them), one image split into blocks of rows (d panel over
+# 384 KiB), tasks of one tap or of every tap of a (channel block, channel tile) pair (8 pairs per thread or
+# more; the thread count changes the kind), the taps stored by one transpose (3x3 fp32) or scalar (5x5, fp64),
+# and 2- or 4-vector tiles. Forced "direct" against the float64 reference, 1 and 2 threads bitwise equal.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,k,stride,pad,dil", [
+    (2, 64, 64, 40, 3, 1, 1, 1),    # 1600 positions x 4 vectors: two row blocks per image; 11 pairs (every tap
+                                    # per task at 1 thread, single taps at 2)
+    (7, 100, 48, 20, 3, 1, 1, 1),   # 3 images per chunk (3, 3, 1); 17 pairs: every tap per task at 2 threads
+    (3, 200, 32, 12, 3, 1, 1, 1),   # 2 x 14 tile, 15 pairs: every tap at 1 thread, single taps at 2
+    (3, 120, 40, 12, 5, 1, 2, 1),   # 5x5: 25 taps stored one by one
+    (2, 50, 70, 17, 3, 2, 2, 2),    # row stride 2, dilation 2, an odd channel count and a partial channel block
+])
+def test_channel_lanes_grad_weight_blocks(threads, dtype, n, c, o, h, k, stride, pad, dil):
+    x, wt = rand(n, c, h, h, seed=91, dtype=dtype), rand(o, c, k, k, seed=92, dtype=dtype)
+    args = ([stride, 1], [pad] * 4, [dil] * 2, 1)
+    e = convkit.explain((n, c, h, h), (o, c, k, k), stride=(stride, 1), padding=pad, dilation=dil, dtype=dtype,
+                        algo="direct")
+    assert "output channels as vector lanes over channels-last slabs" in e.backends["compiled"]["grad_weight"]
+    y = F.conv2d(x, wt, None, (stride, 1), pad, dil)
+    gy = rand(*y.shape, seed=93, dtype=dtype)
+    got = []
+    for nt in (1, 2):
+        torch.set_num_threads(nt)
+        got.append(ops.corr2d_backward(gy, x, wt, *args, [False, True, False], "direct")[1])
+    assert torch.equal(got[0], got[1])
+    xd, wd = x.double().requires_grad_(), wt.double().requires_grad_()
+    ref = torch.autograd.grad(F.conv2d(xd, wd, None, (stride, 1), pad, dil), wd, gy.double())[0]
+    assert_rel_close(got[1], ref, 1e-4 if dtype == torch.float32 else 1e-10)
