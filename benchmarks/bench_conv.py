@@ -18,18 +18,28 @@ therefore also timed as one more variant of every case, interleaved with the ker
 (PROBE_ITERS chains per call, about 5 ms at 455 GFLOP/s); the median over all its calls in the case (warm-up
 and the repeats within each round included) is the row's fma_gflops_interleaved,
 and the table's "% FMA peak" is against it (pct_of_fma_interleaved; pct_of_fma keeps the start-of-run one).
+
+The allocator. torch (and convkit's outputs) allocate through glibc, which returns freed blocks above its
+mmap threshold to the OS and trims the heap; the next call then faults every page in again (~1 us per
+4 KiB page on this VM). Whether that happens depends on what the process freed before, so one library or
+shape can read 1.5-3x slower in one process than in another (R9 N=1 torch grad_weight: 2.09 ms against 0.69;
+R11 N=8: 11.1 against 4.9; ~45 % of the time in the kernel's page-fault path, perf). Run once as is (the
+issue's default allocator) and once in the steady state a training loop reaches:
+    MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296 python benchmarks/bench_conv.py ...
+The JSON and the table record which ("allocator").
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 
 import torch
 
 import convkit
-from convkit._bench_measure import make_call, measure_peaks, time_interleaved
+from convkit._bench_measure import ALLOCATOR_ENV, make_call, measure_peaks, time_interleaved
 from convkit.bench import SHAPES, SHAPES_BY_ID
 
 DEFAULT_SHAPES = [s.id for s in SHAPES if s.op == "corr2d"]
@@ -52,12 +62,22 @@ def variant_call(shape, variant):
     return lambda x, w, b: convkit.corr2d(x, w, b, s, p, d, g, backend="compiled", algo=algo)
 
 
+def allocator() -> dict:
+    """The allocator settings of this process (glibc's MALLOC_* variables and the like, as set)."""
+    return {k: os.environ[k] for k in ALLOCATOR_ENV if k in os.environ}
+
+
+def alloc_text(alloc) -> str:
+    return ", ".join(f"{k}={v}" for k, v in alloc.items()) if alloc else "default (glibc, as the process starts)"
+
+
 def run(a):
     if a.threads:
         torch.set_num_threads(a.threads)
     peaks = measure_peaks("cpu", rounds=3)
+    alloc = allocator()
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; FMA peak {peaks.get('fma_gflops', float('nan')):.0f} GFLOP/s, "
+          f"{torch.__version__}, allocator {alloc_text(alloc)}; FMA peak {peaks.get('fma_gflops', float('nan')):.0f} GFLOP/s, "
           f"sgemm {peaks['gemm_gflops']:.0f} GFLOP/s, copy {peaks['copy_gbs']:.1f} GB/s "
           f"(measured now); median of {a.rounds} interleaved rounds; ratio = convkit / torch", flush=True)
     rows = []
@@ -93,7 +113,7 @@ def run(a):
                                   f"{row['gflops'][v]:5.0f} GF/s)" for v, t in med.items())
                 probe_text = f"  (FMA probe {row['fma_gflops_interleaved']:.0f})" if probe_rates else ""
                 print(f"{sid:4s} N={n:<2d} {direction:6s} {cells}{probe_text}", flush=True)
-    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "peaks": peaks,
+    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "allocator": alloc, "peaks": peaks,
               "convkit": convkit.info()["compiled"], "rounds": a.rounds, "rows": rows}
     if a.json:
         with open(a.json, "w") as f:
@@ -114,7 +134,8 @@ def table(path) -> str:
     peak_text = (f"FMA peak {r['peaks']['fma_gflops']:.0f} GFLOP/s and sgemm {r['peaks']['gemm_gflops']:.0f} GFLOP/s"
                  if fma else f"sgemm {r['peaks']['gemm_gflops']:.0f} GFLOP/s")
     pct_text = ("; % FMA peak is against the probe interleaved with each row's rounds (last column)" if now else "")
-    lines = [f"{r['threads']} threads, torch {r['torch']}, {peak_text} measured at the start of the run; median "
+    alloc = "" if "allocator" not in r else f", allocator {alloc_text(r['allocator'])}"
+    lines = [f"{r['threads']} threads, torch {r['torch']}{alloc}, {peak_text} measured at the start of the run; median "
              f"of {r['rounds']} interleaved rounds; ratio = convkit / torch{pct_text}", "",
              head, "|" + "---|" * (4 + len(variants) + now)]
     for row in r["rows"]:
