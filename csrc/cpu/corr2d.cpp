@@ -50,11 +50,11 @@
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
-// of kSharedColBytes; grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
+// of kTiledSharedColBytes (forward_tiled); grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
 // thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
-// of grad_weight, one per fixed block of images; channel lanes: one image's channels-last slab and dY, and
-// one grad_weight-sized buffer of partial sums; tiled: plus one packed copy of dY up to kSharedGyBytes).
+// of grad_weight, one per fixed block of images; channel lanes: one chunk of images' channels-last slabs
+// and blocked dY, and a grad_weight-sized buffer of partial sums where there is more than one block; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
 // MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column
 // block (kSharedColBytes) or per-task tiles (kColBytes; grad_input's products up to kGiBlasBytes), and for
@@ -107,6 +107,11 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
 constexpr int64_t kL2Bytes = 1024 * 1024;  // L2 per core (Zen 4/5)
 constexpr int64_t kSharedColBytes = 1 << 20;
+// forward_tiled's shared schedule: its column block per pass over k. 2 MiB: 4 passes of 1152 rows on R11 at
+// N=8 in place of 8 of 630 (a fork/join pair per pack and per product), fwd 4827 -> 4656 us, grad_input
+// (flipped) 5365 -> 5222, 7 rounds interleaved, 2 threads, N=1 level; 2 passes (4 MiB) gained no more
+// (4626 / 5153) and would hold over half of R11's im2col matrix; 128- and 256-row passes 1.2-1.6x slower.
+constexpr int64_t kTiledSharedColBytes = 2 << 20;
 constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
@@ -481,8 +486,9 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   if (g.groups * chunks < want && nob >= want) {  // shared schedule
     // Few tiles: take as many rows of k per pass as the shared block allows, so that there are only a
     // few fork/join pairs per call (each costs microseconds); many tiles: kc rows, more tiles per pass.
-    const int64_t super = std::max<int64_t>(1, kSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
-    const int64_t kcs = std::min(K, std::max(kc, kSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
+    const int64_t super = std::max<int64_t>(1, kTiledSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
+    const int64_t kcs =
+        std::min(K, std::max(kc, kTiledSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
     T* const cols = call_workspace<T>(kWsSharedCols, kcs * std::min(super, tiles_all) * TW);  // kept between calls
     for (int64_t grp = 0; grp < g.groups; ++grp)
       for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
@@ -2361,7 +2367,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
-      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kSharedColBytes));
+      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kTiledSharedColBytes));
       break;
     }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
@@ -2390,7 +2396,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       const ConvGeom t = transposed_geometry(g);
       const int64_t ob = t.og >= 6 ? 8 : t.og >= 3 ? 4 : 1, panels = t.groups * ((t.og + ob - 1) / ob) * ob * t.cg * khw * itemsize;
       out.emplace_back("implicit GEMM over packed column tiles of the flipped weights (forward_tiled)",
-                       wbytes + tiles + std::max(panels, kSharedColBytes));
+                       wbytes + tiles + std::max(panels, kTiledSharedColBytes));
       break;
     }
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
