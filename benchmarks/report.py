@@ -42,7 +42,8 @@ def headline(result) -> str:
         if not fwd:
             continue
         unit = next(iter(fwd.values()))["unit"]
-        ref = result["peaks"]["gemm_gflops" if op == "corr2d" else "copy_gbs"]
+        ref = result["peaks"][next(iter(fwd.values())).get("pct_of") or
+                              ("gemm_gflops" if op == "corr2d" else "copy_gbs")]
         out += [f"| {op} shape | compiled fwd | torch fwd | compiled / torch fwd | compiled / torch fwd+bwd | "
                 f"unfold / torch fwd | compiled fwd {unit} (% of {R.fmt_rate(ref)} {unit}) | "
                 f"peak extra memory fwd: unfold · compiled · torch |",
@@ -102,8 +103,9 @@ def fairness(result) -> str:
 - **Rates.** GFLOP/s count 2 x multiply-adds of the forward (x3 for forward+backward: grad_input and
   grad_weight); GB/s count the bytes pooling must move (input read + output written; backward: grad_output
   read + grad_input written; max: int64 indices written and read). The % is of the rates measured at the start
-  of the same run: a {result['peaks']['gemm_n']}^3 `torch.mm` ({R.fmt_rate(result['peaks']['gemm_gflops'])} GFLOP/s) and a 256 MiB
-  `copy_` ({R.fmt_rate(result['peaks']['copy_gbs'])} GB/s, read + write).
+  of the same run: for corr2d {R.reference(result, 'corr2d')} (a {result['peaks']['gemm_n']}^3 `torch.mm` ran at
+  {R.fmt_rate(result['peaks']['gemm_gflops'])} GFLOP/s), for pooling a 256 MiB `copy_`
+  ({R.fmt_rate(result['peaks']['copy_gbs'])} GB/s, read + write).
 - **Memory, measured.** The peak extra memory of one call, output (and gradients) included: on CPU the rise
   of the process's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs) over the resident
   set before the call, in a fresh subprocess, after a warm-up call, `gc.collect()` and `malloc_trim(0)`; it

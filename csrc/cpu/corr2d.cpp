@@ -53,8 +53,8 @@
 // of kTiledSharedColBytes (forward_tiled); grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
 // thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
-// of grad_weight, one per fixed block of images; channel lanes: one chunk of images' channels-last slabs
-// and blocked dY, and a grad_weight-sized buffer of partial sums where there is more than one block; tiled: plus one packed copy of dY up to kSharedGyBytes).
+// of grad_weight, one per fixed block of images; channel lanes: one chunk of images' blocked dY, and a
+// grad_weight-sized buffer of partial sums where there is more than one block; tiled: plus one packed copy of dY up to kSharedGyBytes).
 // Winograd: the transformed weights (4x the weights) and one chunk's transformed input and products (<= 16
 // MiB), or from 8 images one image's per thread. Column-block BLAS (<= 1024 positions): the shared column
 // block (kSharedColBytes) or per-task tiles (kColBytes; grad_input's products up to kGiBlasBytes), and for
@@ -588,12 +588,17 @@ inline bool oc_lanes_preferred(const ConvGeom& g, bool forced) {
 // this kernel, same process, 3 rounds interleaved, glibc keeping freed pages): 48->48 3x3 @28 224 -> 175 /
 // 2431 -> 1127; 32->32 3x3 @56 335 -> 270 / 2764 -> 2003; 128->48 3x3 @28 593 -> 326 / 5004 -> 2523; 24->32
 // 3x3 @28 87 -> 78 / 524 -> 390; 64->64 3x3 @14 150 -> 113 / 1226 -> 439; 32->32 5x5 @28 252 -> 171 / 2408
-// -> 1092; 64->64 3x3 @28 364 -> 209 / 2544 -> 1184. It loses with stride 2 (R6 711 -> 897 / 6660 -> 7509,
-// R1 2x), which stays on grad_weight_tiled. Forced "direct" takes it beyond kFewChannels (any row stride;
-// "direct" needs column stride 1), so the conformance grid covers it.
+// -> 1092; 64->64 3x3 @28 364 -> 209 / 2544 -> 1184. Other strides from kOcGwMinChannels input channels per
+// group (since it reads x in place; grad_weight_tiled -> this kernel, same process, 5 rounds): R6 682 -> 522
+// / 7411 -> 4487 (torch 636 / 5503), 128->128 3x3 s2 @28 233 -> 150 / 1478 -> 1037, X4 (20 -> 24, stride
+// (2, 1)) 38 -> 31 / 198 -> 139; not R1 (3 channels in a 6-channel tile: 822 -> 1034 at N=1). Forced
+// "direct" takes it beyond kFewChannels (any row stride; "direct" needs column stride 1), so the conformance
+// grid covers it.
+constexpr int64_t kOcGwMinChannels = 8;
+inline bool oc_gw_strided_ok(const ConvGeom& g) { return (g.sh == 1 && g.sw == 1) || g.cg >= kOcGwMinChannels; }
 inline bool oc_gw_preferred(const ConvGeom& g, bool forced) {
   if (g.og <= kFewChannels || g.kh * g.kw == 1) return false;
-  return forced || (g.sh == 1 && g.sw == 1 && g.og <= kFlatChannels);
+  return forced || (g.og <= kFlatChannels && oc_gw_strided_ok(g));
 }
 
 // Where grad_weight takes oc_cols_grad_weight (direct_oc.cpp: output channels as the lanes of one vector,
@@ -2231,7 +2236,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
          : algo != Algo::ImplicitGemm && oc_gw_preferred(g, algo == Algo::Direct) ? GradWeight::OcLanes
          : algo != Algo::ImplicitGemm && oc_cols_preferred(g, itemsize) ? GradWeight::OcCols
          : lanes                  ? (stride1 ? GradWeight::Flat : GradWeight::Lanes)
-         : slow_blas && stride1 && oc_gw_preferred(g, true) ? GradWeight::OcLanes
+         : slow_blas && oc_gw_strided_ok(g) && oc_gw_preferred(g, true) ? GradWeight::OcLanes
          : blas && columns_blas_applies(g) ? GradWeight::ColumnsBlas
                                   : GradWeight::Tiled;
   return p;
@@ -2404,7 +2409,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   }
   switch (p.gw) {
     case GradWeight::OcLanes:
-      out.emplace_back("output channels as vector lanes over channels-last slabs of a chunk of images (direct_oc.cpp)",
+      out.emplace_back("output channels as vector lanes, x read in place, dY blocked per chunk of images (direct_oc.cpp)",
                        oc_lanes_grad_weight_workspace(g, itemsize));
       break;
     case GradWeight::OcCols:

@@ -30,6 +30,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "../common.h"
@@ -222,15 +223,17 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
 // grad_weight with output channels as vector lanes: gw[o][c][i][j] = sum over images n and output positions
 // (oh, ow) of dY[n][o][oh][ow] * x[n][c][oh*sh + i*dh - pt][ow*sw + j*dw - pl], the forward's register tile
 // turned around (the reduction is over positions, the tile over input channels):
-//   layout    per chunk of images and group, the input as zero-padded channels-last slabs, one per tile of
-//             CT input channels, s[image][tile][r][col][CT] (a tile's slab is contiguous, and consecutive output
-//             positions read consecutive CT values: a slab laid out [r][col][all channels] put every step on a
-//             new cache line, G1 N=8 11.7 ms) and dY transposed and blocked by OBV vectors of output channels,
-//             d[image][o block][p][OBV * L] (o padded to whole blocks): a task streams its block's panel, 256 B
-//             per position (d[p][all o], strided by Og, ran R9 N=8 at 6.3 ms against 4.3). Both built in one
-//             parallel pass per chunk, a task per image and row, by 16 x 16 in-register transposes.
-//             Partial sums acc[group][o block][c tile][tap][OBV][CT] (vectors, about gw's size) only where
-//             the positions take more than one block.
+//   layout    x read in place (NCHW): a tile's CT broadcasts per position come from CT input rows, each read
+//             along (a cache line per 16 / sw positions), and a tap's positions that would read padding are
+//             skipped (their products are zero). dY transposed and blocked by OBV vectors of output channels
+//             per chunk of images and group, d[image][o block][p][OBV * L] (o padded to whole blocks): a task
+//             streams its block's panel, 256 B per position (d[p][all o], strided by Og, ran R9 N=8 at 6.3 ms
+//             against 4.3), built in one parallel pass per chunk, a task per image and output row, by 16 x 16
+//             in-register transposes. Partial sums acc[group][o block][c tile][tap][OBV][CT] (vectors, about
+//             gw's size) only where the positions take more than one block. (Until session 18's last change
+//             the input was first copied into zero-padded channels-last slabs per tile of CT channels,
+//             s[tile][r][col][CT]: that copy was ~half of a 13 % build pass on R3 and most of the stride-2
+//             cost, where the input is 4x the output.)
 //   blocks    (oc_gw_blocks) as many images per chunk as keep a block's d panel within kGwBlockBytes, so a
 //             thread's next tasks (the other taps, then the next channel tile) find it in L2 (at most 7
 //             images on R9, 30 on R11, 1 on R8; chunks of equal size); an image whose panel is larger is one chunk, split into blocks of rows.
@@ -239,54 +242,93 @@ void forward_oc(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, boo
 //             runs of taps, oc_gw_store), else with one tap; per position block in turn, over every image of
 //             the block. The threads split the tasks.
 //   tile      OBV x CT accumulators (2 x 14 up to two vectors of channels, else 4 x 6), zero or loaded from acc
-//             at the block's start, stored to acc or (last block) to gw at its end. Per output position: OBV
-//             vector loads of d[p], CT broadcasts of contiguous slab values s[oh*sh + i*dh][ow*sw + j*dw][c ..
-//             c + CT) and OBV * CT FMAs.
-// Any stride (make_plan sends it column stride 1 only), dilation, padding and groups. Summation order per gw
-// element: images, then positions (oh, ow) ascending, whatever the split or task kind: results do not depend
-// on the thread count. Workspace (kept between calls): one chunk's slabs and d, and acc where there is more
-// than one block.
+//             at the block's start, stored to acc or (last block) to gw at its end (oc_gw_tile_x). Per output
+//             position whose tap reads the image: OBV vector loads of d[p], CT broadcasts of x[c][oh*sh + i*dh
+//             - pt][ow*sw + j*dw - pl] for the tile's channels c and OBV * CT FMAs.
+// Any stride, dilation, padding and groups. Summation order per gw element: images, then positions (oh, ow)
+// ascending, whatever the split or task kind: results do not depend on the thread count. Workspace (kept
+// between calls): one chunk's d, and acc where there is more than one block.
+// Reading x in place in place of the slabs (two builds in sequence, gw alone, 2 threads, 5 rounds, us, N = 1
+// / 8): R9 597 -> 545 / 4657 -> 4134, R3 722 -> 604 / 5612 -> 4725, X3 726 -> 611 / 5701 -> 4857, R11 735
+// -> 603 / 5070 -> 4578, G1 650 -> 583 / 4775 -> 3876; and stride 2 became worth it (see oc_gw_preferred).
 // Before (session 17): the tile loaded and stored once per image, three parallel passes per image, acc fresh
 // and zeroed on every call, dY transposed by scalar strided stores into d[p][o], and a final pass from acc
-// into gw: R9 N=8 gw 5.9 ms (314 GFLOP/s), now 4.0-4.3 ms (430-460); R11 N=1 1.34 ms -> 0.68. oc_gw_tile is
-// kept out of line: inlined into the single-thread path, GCC folded the d loads into memory operands of every
-// FMA (24 loads per 24 FMAs; 78 GFLOP/s at 1 thread, 213 out of line).
+// into gw: R9 N=8 gw 5.9 ms (314 GFLOP/s), then 4.0-4.3 ms (430-460); R11 N=1 1.34 ms -> 0.68. The tile is
+// kept out of line (oc_gw_tile_x): inlined into the single-thread path, GCC folded the d loads into memory
+// operands of every FMA (24 loads per 24 FMAs; 78 GFLOP/s at 1 thread, 213 out of line).
 struct GwPlan {
-  int64_t obv, ct, hp, wp, cgp, ogp, nob, nct;
+  int64_t obv, ct, cgp, ogp, nob, nct;
 };
 GwPlan oc_gw_plan(const ConvGeom& g, int64_t lanes) {
   const int64_t nvec = (g.og + lanes - 1) / lanes, obv = oc_vectors(g, lanes), ct = oc_tile_width(obv);
   const int64_t nob = (nvec + obv - 1) / obv, nct = (g.cg + ct - 1) / ct;
-  return {obv, ct, g.h + g.pt + g.pb, g.w + g.pl + g.pr, nct * ct, nob * obv * lanes, nob, nct};
+  return {obv, ct, nct * ct, nob * obv * lanes, nob, nct};
 }
 
-// The images of one chunk, in turn, each over its Ho x Wo positions, into registers: the tile starts from `in`
-// (nullptr: zeros) and ends in `out`.
+// grad_weight_oc_cols' register tile (OBV vectors of output channels x CT (kernel column, input channel)
+// pairs) over one image's Ho x Wo positions: per position OBV vector loads of d[p] (dld apart) and CT
+// broadcasts of contiguous slab values q[0 .. CT) (q = s + oh * row_step + ow * col_step); acc in memory.
 template <typename T, int OBV, int CT>
-__attribute__((noinline)) void oc_gw_tile(const T* s, int64_t s_img, int64_t row_step, int64_t col_step, const T* d, int64_t d_img,
-                int64_t dld, int64_t ho, int64_t wo, int64_t nimg, const typename Simd<T>::V* in,
-                typename Simd<T>::V* out) {
+void oc_gw_tile(const T* s, int64_t row_step, int64_t col_step, const T* d, int64_t dld, int64_t ho, int64_t wo,
+                typename Simd<T>::V* accp) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V acc[OBV][CT];
+  for (int v = 0; v < OBV; ++v)
+    for (int t = 0; t < CT; ++t) acc[v][t] = accp[v * CT + t];
+  for (int64_t oh = 0; oh < ho; ++oh) {
+    const T* q = s + oh * row_step;
+    for (int64_t ow = 0; ow < wo; ++ow, q += col_step, d += dld) {
+      V dv[OBV];
+      for (int v = 0; v < OBV; ++v) dv[v] = vload(d + v * L);
+      for (int t = 0; t < CT; ++t) {
+        const V xb = splat<T>(q[t]);
+        for (int v = 0; v < OBV; ++v) acc[v][t] += dv[v] * xb;
+      }
+    }
+  }
+  for (int v = 0; v < OBV; ++v)
+    for (int t = 0; t < CT; ++t) accp[v * CT + t] = acc[v][t];
+}
+
+// grad_weight_oc's tile, reading x in place (NCHW), for one tap: the images of one position block in turn
+// into registers, starting from `in` (nullptr: zeros) and ending in `out`. CT input channels from xs[t] (a channel's plane of
+// image 0; images x_img apart), output rows [oh_lo, oh_hi) and columns [ow_lo, ow_hi), the positions whose
+// tap reads the image (the others would add products of padding zeros), input offset (oh*sh + ih0) * w +
+// ow*sw + iw0. d: the block's dY panel of image 0 at position 0 (images d_img apart, positions dld apart).
+// Each broadcast reads along one of CT input rows (one cache line per 16 / sw positions).
+template <typename T, int OBV, int CT>
+__attribute__((noinline)) void oc_gw_tile_x(const T* const (&xs)[CT], int64_t x_img, int64_t w, int64_t sh, int64_t sw,
+                                            int64_t ih0, int64_t iw0, const T* d, int64_t d_img, int64_t dld,
+                                            int64_t wo, int64_t oh_lo, int64_t oh_hi, int64_t ow_lo, int64_t ow_hi,
+                                            int64_t nimg, const typename Simd<T>::V* in, typename Simd<T>::V* out) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   V acc[OBV][CT];
   for (int v = 0; v < OBV; ++v)
     for (int t = 0; t < CT; ++t) acc[v][t] = in ? in[v * CT + t] : V{};
-  for (int64_t n = 0; n < nimg; ++n, s += s_img) {
-    const T* dp = d + n * d_img;
-    for (int64_t oh = 0; oh < ho; ++oh) {
-      const T* q = s + oh * row_step;
-      for (int64_t ow = 0; ow < wo; ++ow, q += col_step, dp += dld) {
+  for (int64_t n = 0; n < nimg; ++n)
+    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+      const T* dp = d + n * d_img + (oh * wo + ow_lo) * dld;
+      int64_t off = n * x_img + (oh * sh + ih0) * w + ow_lo * sw + iw0;
+      for (int64_t ow = ow_lo; ow < ow_hi; ++ow, off += sw, dp += dld) {
         V dv[OBV];
         for (int v = 0; v < OBV; ++v) dv[v] = vload(dp + v * L);
         for (int t = 0; t < CT; ++t) {
-          const V xb = splat<T>(q[t]);
+          const V xb = splat<T>(xs[t][off]);
           for (int v = 0; v < OBV; ++v) acc[v][t] += dv[v] * xb;
         }
       }
     }
-  }
   for (int v = 0; v < OBV; ++v)
     for (int t = 0; t < CT; ++t) out[v * CT + t] = acc[v][t];
+}
+
+// [lo, hi): the outputs o in [0, n) whose tap reads the input, 0 <= o * stride + off < size.
+inline std::pair<int64_t, int64_t> valid_outputs(int64_t n, int64_t stride, int64_t off, int64_t size) {
+  const int64_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const int64_t hi = size - 1 - off < 0 ? 0 : (size - 1 - off) / stride + 1;
+  return {std::min(lo, n), std::max(std::min(hi, n), std::min(lo, n))};
 }
 
 // The position blocks a thread's tasks take in turn: the images of a chunk (built in one parallel pass) and,
@@ -342,8 +384,7 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L, OB = OBV * L;  // output channels per block
   const GwPlan pl = oc_gw_plan(g, L);
-  const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, row_ld = pl.wp * CT, ct_ld = pl.hp * row_ld;
-  const int64_t s_img = pl.nct * ct_ld, d_img = plane * pl.ogp;
+  const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, d_img = plane * pl.ogp, x_img = g.c * g.h * g.w;
   // tasks: (output-channel block, input-channel tile) pairs with every tap, where there are enough of them to
   // share evenly, so a task's finished tiles go to gw as runs of kh*kw taps; else single taps
   const int64_t pairs = pl.nob * pl.nct, per_group = pairs * khw * OBV * CT;
@@ -352,7 +393,6 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   const int64_t chunk = bl.chunk, chunks = (g.n + chunk - 1) / chunk, rblocks = (g.ho + bl.rows - 1) / bl.rows;
   // kept between calls (fresh pages cost ~1 us per 4 KiB here: R9's 2.4 MB of partial sums alone were
   // ~0.6 ms a call); the partial sums only when the images take more than one chunk
-  T* const slab = call_workspace<T>(kWsGwSlab, chunk * s_img);
   T* const d = call_workspace<T>(kWsGwDy, chunk * d_img);
   V* const acc = chunks * rblocks > 1 ? reinterpret_cast<V*>(call_workspace<T>(kWsGwPartial, (g.groups * per_group + 1) * L))
                             : nullptr;
@@ -360,47 +400,16 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   for (int64_t grp = 0; grp < g.groups; ++grp)
     for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
       const int64_t nimg = std::min(chunk, g.n - n0);
-      // the chunk's slabs and transposed dY, one task per image and row: padded input row r of every channel
-      // tile, and output row r's positions of dY (tasks of about equal work; slab rows and dY blocks as
-      // separate tasks left one thread all the slab rows, 13 % of R3's time in this pass). Both by 16 x 16
-      // in-register transposes: CT channels x 16 columns into [col][CT], 16 output channels x 16 positions
-      // into [p][OB] (zero past Cg and Og).
-      const int64_t rows = std::max(pl.hp, g.ho);
-      at::parallel_for(0, nimg * rows, 1, [&](int64_t b0, int64_t b1) {
+      // the chunk's dY, transposed and blocked, one task per image and output row: 16 x 16 in-register
+      // transposes of 16 output channels x 16 positions into [p][OB] (zero past Og), the next row prefetched
+      at::parallel_for(0, nimg * g.ho, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          const int64_t n = b / rows, r = b % rows, ih = r - g.pt;
-          {  // the next task's rows, prefetched (about 3 % of R3 and X3 at N=8: this pass reads x and dY)
-            const T* xn = x + ((n0 + n) * g.c + grp * g.cg) * g.h * g.w + (ih + 1) * g.w;
-            if (ih + 1 >= 0 && ih + 1 < g.h)
-              for (int64_t c = 0; c < g.cg; ++c)
-                for (int64_t q = 0; q < g.w; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(xn + c * g.h * g.w + q);
-            const T* gn = gy + ((n0 + n) * g.o + grp * g.og) * plane + (r + 1) * g.wo;
-            if (r + 1 < g.ho)
-              for (int64_t o = 0; o < g.og; ++o)
-                for (int64_t q = 0; q < g.wo; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(gn + o * plane + q);
-          }
-          if (r < pl.hp) {
-            const T* xg = x + ((n0 + n) * g.c + grp * g.cg) * g.h * g.w;
-            for (int64_t ct = 0; ct < pl.nct; ++ct) {
-              T* sr = slab + n * s_img + ct * ct_ld + r * row_ld;
-              if (ih < 0 || ih >= g.h) {
-                std::fill(sr, sr + row_ld, T(0));
-                continue;
-              }
-              std::fill(sr, sr + g.pl * CT, T(0));
-              std::fill(sr + (g.pl + g.w) * CT, sr + row_ld, T(0));
-              const int64_t nc = std::min<int64_t>(CT, g.cg - ct * CT);
-              const T* xr = xg + (ct * CT * g.h + ih) * g.w;
-              for (int64_t iw = 0; iw < g.w; iw += L) {
-                const int64_t nw = std::min(L, g.w - iw);
-                V cols[1][CT];
-                for (int t = 0; t < CT; ++t) cols[0][t] = t < nc ? load_n(xr + t * g.h * g.w + iw, nw) : V{};
-                store_lanes_transposed<T, 1, CT>(cols, sr + (g.pl + iw) * CT, CT, nw, CT);
-              }
-            }
-          }
-          if (r >= g.ho) continue;
+          const int64_t n = b / g.ho, r = b % g.ho;
           const T* gyg = gy + ((n0 + n) * g.o + grp * g.og) * plane;
+          if (r + 1 < g.ho)
+            for (int64_t o = 0; o < g.og; ++o)
+              for (int64_t q = 0; q < g.wo; q += 64 / (int64_t)sizeof(T))
+                __builtin_prefetch(gyg + o * plane + (r + 1) * g.wo + q);
           for (int64_t p0 = r * g.wo; p0 < (r + 1) * g.wo; p0 += L) {
             const int64_t np = std::min(L, (r + 1) * g.wo - p0);
             for (int64_t o0 = 0; o0 < pl.ogp; o0 += L) {
@@ -420,13 +429,18 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
           const bool first = n0 == 0 && oh0 == 0, last = n0 + chunk >= g.n && oh0 + nrows == g.ho;
           for (int64_t u = u0; u < u1; ++u) {
             const int64_t pair = u / (khw / ntap), tap0 = u % (khw / ntap) * ntap;
-            const int64_t ct = pair % pl.nct, ob = pair / pl.nct;
+            const int64_t ct = pair % pl.nct, ob = pair / pl.nct, nc = std::min<int64_t>(CT, g.cg - ct * CT);
+            const T* xs[CT];  // channels past Cg read the tile's first channel: their sums are never stored
+            for (int t = 0; t < CT; ++t) xs[t] = x + (n0 * g.c + grp * g.cg + ct * CT + (t < nc ? t : 0)) * g.h * g.w;
             for (int64_t tap = tap0; tap < tap0 + ntap; ++tap) {
-              const int64_t i = tap / g.kw, j = tap % g.kw;
+              const int64_t i = tap / g.kw, j = tap % g.kw, ih0 = i * g.dh - g.pt, iw0 = j * g.dw - g.pl;
+              const auto [oh_lo, oh_hi] = valid_outputs(g.ho, g.sh, ih0, g.h);
+              const auto [ow_lo, ow_hi] = valid_outputs(g.wo, g.sw, iw0, g.w);
               V* a = acc_a ? acc_a + ((grp * pairs + pair) * khw + tap) * OBV * CT : nullptr;
-              oc_gw_tile<T, OBV, CT>(slab + ct * ct_ld + (oh0 * g.sh + i * g.dh) * row_ld + j * g.dw * CT, s_img,
-                                     g.sh * row_ld, g.sw * CT, d + (ob * plane + oh0 * g.wo) * OB, d_img, OB, nrows,
-                                     g.wo, nimg, first ? nullptr : a, last ? out.data() + (tap - tap0) * OBV * CT : a);
+              oc_gw_tile_x<T, OBV, CT>(xs, x_img, g.w, g.sh, g.sw, ih0, iw0, d + ob * plane * OB, d_img, OB, g.wo,
+                                       std::max(oh_lo, oh0), std::max(std::min(oh_hi, oh0 + nrows), std::max(oh_lo, oh0)),
+                                       ow_lo, ow_hi, nimg, first ? nullptr : a,
+                                       last ? out.data() + (tap - tap0) * OBV * CT : a);
             }
             if (last) oc_gw_store<T, OBV, CT>(out.data(), gw, g, grp, ob, ct, tap0, ntap);
           }
@@ -514,9 +528,8 @@ void grad_weight_oc_cols(const T* x, const T* gy, T* gw, const ConvGeom& g) {
         transpose_to_lanes(gyg, g.og, plane, d.data());
         for (int64_t u = u0; u < u1; ++u) {
           const int64_t i = u / pl.ntiles, tb = u % pl.ntiles;
-          V* a = acc.data() + (u - u0) * CT;
-          oc_gw_tile<T, 1, CT>(slab.data() + i * g.dh * row_ld + tb * CT, 0, g.sh * row_ld, g.sw * g.cg, d.data(), 0,
-                               L, g.ho, g.wo, 1, a, a);
+          oc_gw_tile<T, 1, CT>(slab.data() + i * g.dh * row_ld + tb * CT, g.sh * row_ld, g.sw * g.cg, d.data(), L,
+                               g.ho, g.wo, acc.data() + (u - u0) * CT);
         }
       }
       std::copy(acc.begin(), acc.end(), part.begin() + (grp * nblocks + nb) * upg + u0 * CT);
@@ -767,14 +780,14 @@ void oc_lanes_grad_weight(const T* x, const T* gy, T* gw, const ConvGeom& g) {
 template void oc_lanes_grad_weight<float>(const float*, const float*, float*, const ConvGeom&);
 template void oc_lanes_grad_weight<double>(const double*, const double*, double*, const ConvGeom&);
 
-// One chunk's channels-last slabs and transposed dY, and the partial sums (whole tiles and blocks) where the
+// One chunk's blocked dY, and the partial sums (whole tiles and blocks) where the
 // images take more than one chunk.
 int64_t oc_lanes_grad_weight_workspace(const ConvGeom& g, int64_t itemsize) {
   const GwPlan p = oc_gw_plan(g, 64 / itemsize);
   const GwBlocks bl = oc_gw_blocks(g, p.obv);
   const int64_t chunk = bl.chunk;
   const int64_t partial = chunk < g.n || bl.rows < g.ho ? g.groups * p.ogp * p.cgp * g.kh * g.kw : 0;
-  return (chunk * (p.nct * p.hp * p.wp * p.ct + g.ho * g.wo * p.ogp) + partial) * itemsize;
+  return (chunk * g.ho * g.wo * p.ogp + partial) * itemsize;
 }
 
 template void oc_lanes_forward<float>(const float*, const float*, const float*, float*, const ConvGeom&, bool);

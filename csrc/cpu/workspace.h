@@ -19,8 +19,7 @@ enum WorkspaceSlot : int {
   kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk (or one image per thread)
   kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU
   kWsOcWeights,          // direct_oc.cpp: the channel-lanes forward's packed weights (forward and grad_input)
-  kWsGwSlab,             // direct_oc.cpp: the channel-lanes grad_weight's channels-last slabs (one chunk of images)
-  kWsGwDy,               // direct_oc.cpp: its transposed dY (one chunk of images)
+  kWsGwDy,               // direct_oc.cpp: the channel-lanes grad_weight's blocked dY (one chunk of images)
   kWsGwPartial,          // direct_oc.cpp: its partial sums between chunks
   kWsSlots
 };

@@ -797,15 +797,17 @@ def test_auto_grad_input_takes_channel_lanes_of_the_flipped_weights(dtype, threa
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grad_weight_channel_lanes(dtype):
-    # oc_lanes_grad_weight (direct_oc.cpp): output channels as lanes over channels-last slabs, 2 x 14 tiles
-    # up to 32 channels (fp32), else 4 x 6 (a partial last vector and tile of input channels). Auto takes it
-    # for stride 1 with 17-64 output channels and 5x5 (G1's kind); forced "direct" for any stride beyond 16
-    # channels. Both against the float64 reference, and auto bitwise equal to forced "direct".
+    # oc_lanes_grad_weight (direct_oc.cpp): output channels as lanes, x read in place, 2 x 14 tiles up to 32
+    # channels (fp32), else 4 x 6 (a partial last vector and tile of input channels). Auto takes it with 17-64
+    # output channels for stride 1, and for other strides from 8 input channels per group; forced "direct"
+    # for any row stride beyond 16 channels. Both against the float64 reference, and auto bitwise equal to
+    # forced "direct".
     cases = [  # n, c, o, h, w, k, stride, padding, dilation, groups, auto takes it
         (2, 30, 24, 13, 17, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),
         (3, 20, 50, 11, 9, (5, 5), (1, 1), (1, 3, 0, 2), (1, 2), 2, True),   # 25 channels per group
         (2, 16, 48, 12, 12, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),   # fp32: the 4 x 6 tile, a zero 4th vector
-        (2, 12, 40, 15, 14, (3, 3), (2, 1), (1, 0, 1, 1), (2, 1), 1, False),  # row stride 2: forced only (column stride 1 for "direct")
+        (2, 12, 40, 15, 14, (3, 3), (2, 1), (1, 0, 1, 1), (2, 1), 1, True),   # row stride 2, 12 input channels
+        (2, 6, 40, 15, 14, (3, 3), (2, 1), (1, 0, 1, 1), (2, 1), 1, False),   # 6 input channels: forced only
         (1, 9, 70, 10, 12, (3, 2), (1, 1), (0, 1, 1, 0), (1, 1), 1, False),  # short reduction: forced only
     ]
     for n, c, o, h, w, k, stride, pad, dil, groups, auto in cases:
@@ -1349,8 +1351,10 @@ LANES = "output channels as vector lanes"
     # 1x1 on one image, 32768 weights (R10's kind): the tiled kernels
     ((1, 256, 128, 8, 1, 1, 0, 1), ("forward_tiled", "implicit_gemm"), ("grad_input_tiled", "implicit_gemm"),
      ("grad_weight_tiled", "implicit_gemm")),
-    # stride 2 in the per-image regime (R6's kind): channel lanes forward, tiled gradients
-    ((2, 64, 128, 48, 3, 2, 1, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"),
+    # stride 2 in the per-image regime (R6's kind): channel lanes forward and grad_weight, tiled grad_input
+    ((2, 64, 128, 48, 3, 2, 1, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"), (LANES, None)),
+    # stride 2 with 3 input channels (R1's kind): grad_weight stays tiled
+    ((2, 3, 64, 40, 7, 2, 3, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"),
      ("grad_weight_tiled", "implicit_gemm")),
 ])
 def test_auto_without_fast_blas(case, dtype):
@@ -1478,7 +1482,7 @@ def test_channel_lanes_grad_weight_blocks(threads, dtype, n, c, o, h, k, stride,
     args = ([stride, 1], [pad] * 4, [dil] * 2, 1)
     e = convkit.explain((n, c, h, h), (o, c, k, k), stride=(stride, 1), padding=pad, dilation=dil, dtype=dtype,
                         algo="direct")
-    assert "output channels as vector lanes over channels-last slabs" in e.backends["compiled"]["grad_weight"]
+    assert "output channels as vector lanes, x read in place" in e.backends["compiled"]["grad_weight"]
     y = F.conv2d(x, wt, None, (stride, 1), pad, dil)
     gy = rand(*y.shape, seed=93, dtype=dtype)
     got = []
