@@ -385,6 +385,10 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   constexpr int64_t L = Simd<T>::L, OB = OBV * L;  // output channels per block
   const GwPlan pl = oc_gw_plan(g, L);
   const int64_t khw = g.kh * g.kw, plane = g.ho * g.wo, d_img = plane * pl.ogp, x_img = g.c * g.h * g.w;
+  if (g.n == 0 || plane == 0) {  // no positions: gw is zero (the tiles below would never reach their last block)
+    std::fill(gw, gw + g.o * g.cg * khw, T(0));
+    return;
+  }
   // tasks: (output-channel block, input-channel tile) pairs with every tap, where there are enough of them to
   // share evenly, so a task's finished tiles go to gw as runs of kh*kw taps; else single taps
   const int64_t pairs = pl.nob * pl.nct, per_group = pairs * khw * OBV * CT;

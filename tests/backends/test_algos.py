@@ -1476,6 +1476,7 @@ def test_grad_weight_position_slabs(n, c, o, h, k, stride, groups, dtype):
     (3, 200, 32, 12, 3, 1, 1, 1),   # 2 x 14 tile, 15 pairs: every tap at 1 thread, single taps at 2
     (3, 120, 40, 12, 5, 1, 2, 1),   # 5x5: 25 taps stored one by one
     (2, 50, 70, 17, 3, 2, 2, 2),    # row stride 2, dilation 2, an odd channel count and a partial channel block
+    (0, 40, 48, 9, 3, 1, 1, 1),     # no images: zeros (gw comes from an uninitialised buffer)
 ])
 def test_channel_lanes_grad_weight_blocks(threads, dtype, n, c, o, h, k, stride, pad, dil):
     x, wt = rand(n, c, h, h, seed=91, dtype=dtype), rand(o, c, k, k, seed=92, dtype=dtype)
