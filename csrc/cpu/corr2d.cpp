@@ -2131,7 +2131,10 @@ bool blas_candidate(const ConvGeom& g) {
 //    (640 / 4157), gx 1308 -> 751 / 6620 -> 4079 (618 / 4074), gw 1005 -> 824 / 6636 -> 4978 (684 / 4276);
 //    R11 (7 columns: the lanes kernel 2124 / 9023) fwd 1618 -> 799 / 10892 -> 5733 (872 / 4256), gx 1825 ->
 //    1400 / 9694 -> 6311 (929 / 4325), gw 1375 -> 1138 / 12140 -> 6611 (1140 / 4776); R6 (stride 2) fwd
-//    1306 -> 674 / 10491 -> 6141 (655 / 5283), gx 1218 -> 702, gw 1568 -> 813.
+//    1306 -> 674 / 10491 -> 6141 (655 / 5283), gx 1218 -> 702, gw 1568 -> 813 (session 17).
+//    grad_weight takes the channel lanes at any width and, from kOcGwMinChannels input channels, any stride
+//    (oc_gw_strided_ok; session 18's kernel, grad_weight_tiled -> lanes, same process): R11 N=1 1136 -> 756,
+//    N=8 5342 -> 4973 (torch 1097 / 4894), R6 682 -> 522 / 7411 -> 4487 (torch 636 / 5503).
 //  * 1x1: the pointwise kernel from kPointwiseForwardTasks images x groups, else forward_tiled; grad_weight
 //    the 6x4 tile kernel up to kPwGwSlowBlasWeights weights, else the tiled GEMM: R10 (1024 -> 256 @14) fwd
 //    544 -> 270 / 4241 -> 2029 (279 / 2067), gx 565 -> 350 / 4598 -> 2249 (283 / 1929), gw 570 -> 384 /
