@@ -30,6 +30,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 #include <vector>
 
@@ -396,11 +397,16 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
   const GwBlocks bl = oc_gw_blocks(g, OBV);
   const int64_t chunk = bl.chunk, chunks = (g.n + chunk - 1) / chunk, rblocks = (g.ho + bl.rows - 1) / bl.rows;
   // kept between calls (fresh pages cost ~1 us per 4 KiB here: R9's 2.4 MB of partial sums alone were
-  // ~0.6 ms a call); the partial sums only when the images take more than one chunk
+  // ~0.6 ms a call); the partial sums only where the positions take more than one block
   T* const d = call_workspace<T>(kWsGwDy, chunk * d_img);
-  V* const acc = chunks * rblocks > 1 ? reinterpret_cast<V*>(call_workspace<T>(kWsGwPartial, (g.groups * per_group + 1) * L))
-                            : nullptr;
-  V* const acc_a = acc ? reinterpret_cast<V*>((reinterpret_cast<uintptr_t>(acc) + 63) & ~uintptr_t(63)) : nullptr;
+  V* const acc = chunks * rblocks > 1 ? call_workspace<V>(kWsGwPartial, g.groups * per_group) : nullptr;
+  // per tap, the output rows and columns whose tap reads the image
+  std::vector<std::array<int64_t, 4>> reach(khw);
+  for (int64_t tap = 0; tap < khw; ++tap) {
+    const auto [oh_lo, oh_hi] = valid_outputs(g.ho, g.sh, tap / g.kw * g.dh - g.pt, g.h);
+    const auto [ow_lo, ow_hi] = valid_outputs(g.wo, g.sw, tap % g.kw * g.dw - g.pl, g.w);
+    reach[tap] = {oh_lo, oh_hi, ow_lo, ow_hi};
+  }
   for (int64_t grp = 0; grp < g.groups; ++grp)
     for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
       const int64_t nimg = std::min(chunk, g.n - n0);
@@ -437,14 +443,12 @@ void grad_weight_oc(const T* x, const T* gy, T* gw, const ConvGeom& g) {
             const T* xs[CT];  // channels past Cg read the tile's first channel: their sums are never stored
             for (int t = 0; t < CT; ++t) xs[t] = x + (n0 * g.c + grp * g.cg + ct * CT + (t < nc ? t : 0)) * g.h * g.w;
             for (int64_t tap = tap0; tap < tap0 + ntap; ++tap) {
-              const int64_t i = tap / g.kw, j = tap % g.kw, ih0 = i * g.dh - g.pt, iw0 = j * g.dw - g.pl;
-              const auto [oh_lo, oh_hi] = valid_outputs(g.ho, g.sh, ih0, g.h);
-              const auto [ow_lo, ow_hi] = valid_outputs(g.wo, g.sw, iw0, g.w);
-              V* a = acc_a ? acc_a + ((grp * pairs + pair) * khw + tap) * OBV * CT : nullptr;
-              oc_gw_tile_x<T, OBV, CT>(xs, x_img, g.w, g.sh, g.sw, ih0, iw0, d + ob * plane * OB, d_img, OB, g.wo,
-                                       std::max(oh_lo, oh0), std::max(std::min(oh_hi, oh0 + nrows), std::max(oh_lo, oh0)),
-                                       ow_lo, ow_hi, nimg, first ? nullptr : a,
-                                       last ? out.data() + (tap - tap0) * OBV * CT : a);
+              const auto [oh_lo, oh_hi, ow_lo, ow_hi] = reach[tap];
+              const int64_t r0 = std::max(oh_lo, oh0), r1 = std::max(r0, std::min(oh_hi, oh0 + nrows));  // this block's
+              V* a = acc ? acc + ((grp * pairs + pair) * khw + tap) * OBV * CT : nullptr;
+              oc_gw_tile_x<T, OBV, CT>(xs, x_img, g.w, g.sh, g.sw, tap / g.kw * g.dh - g.pt, tap % g.kw * g.dw - g.pl,
+                                       d + ob * plane * OB, d_img, OB, g.wo, r0, r1, ow_lo, ow_hi, nimg,
+                                       first ? nullptr : a, last ? out.data() + (tap - tap0) * OBV * CT : a);
             }
             if (last) oc_gw_store<T, OBV, CT>(out.data(), gw, g, grp, ob, ct, tap0, ntap);
           }
