@@ -2164,12 +2164,12 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
   // grad_weight has its own measured rule (winograd.cpp).
   const bool wino = algo == Algo::Winograd;
-  const bool wino_fwd = wino || (autom && winograd_preferred(g) &&
+  const bool wino_fwd = wino || (autom && !std::getenv("CONVKIT_AB_NOWINO") && winograd_preferred(g) &&
                                  (slow_blas ? winograd_kept_without_blas(g) : !columns_blas_over_winograd(g)));
   // grad_input takes the forward's exception too: few tiles per weight go to the column-block BLAS path (R11
   // N=8 grad_input: Winograd of the flipped weights 18.1 ms against torch's 9.3)
   const bool wino_gx = wino_fwd && transposed_rows_padding_valid(g);
-  const bool wino_gw = wino || (autom && winograd_preferred_grad_weight(g) &&
+  const bool wino_gw = wino || (autom && !std::getenv("CONVKIT_AB_NOWINO") && winograd_preferred_grad_weight(g) &&
                                 (!slow_blas || winograd_gw_kept_without_blas(g)));
   const bool blas = autom && !slow_blas;  // "auto" may take a BLAS path
   Plan p;

@@ -28,6 +28,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -455,6 +456,62 @@ void gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda
     ct.addmm_(bt, at_, beta);
 }
 
+// M = U V for one point and group, row-major: U (og x cg, rows cg apart), V (cg x nt, rows ldv apart), M
+// (og x nt, rows ldm apart); single-threaded (called inside parallel regions). Register tile: kProductRows
+// rows of U x 2 vectors of tiles, acc[r] += U[o0 + r][c] (broadcast from U's rows, read in place) * V[c][t0 ..],
+// c ascending, so the sum's order does not depend on the threads. Tiles outer, rows inner: the cg x 2L panel
+// of V stays in L1 while all of U's rows pass over it.
+constexpr int kProductRows = 8, kProductVectors = 3;
+
+template <typename T, int NV, bool kPartial>
+inline void product_block(const T* u, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0,
+                          int64_t cnt) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t o0 = 0; o0 < og; o0 += kProductRows) {
+    const int64_t nr = std::min<int64_t>(kProductRows, og - o0);
+    const T* a[kProductRows];
+    for (int r = 0; r < kProductRows; ++r) a[r] = u + std::min<int64_t>(o0 + r, og - 1) * cg;  // past og: not stored
+    V acc[kProductRows][NV] = {};
+    const T* b = v + t0;
+    for (int64_t c = 0; c < cg; ++c, b += ldv) {
+      V bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = kPartial ? load_n(b + j * L, std::min(L, cnt - j * L)) : vload(b + j * L);
+#pragma GCC unroll 8
+      for (int r = 0; r < kProductRows; ++r) {
+        const V ar = splat<T>(a[r][c]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[r][j] += ar * bv[j];
+      }
+    }
+    for (int64_t r = 0; r < nr; ++r) {
+      T* const dst = m + (o0 + r) * ldm + t0;
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        if (kPartial)
+          store_n(dst + j * L, acc[r][j], std::min(L, cnt - j * L));
+        else
+          vstore(dst + j * L, acc[r][j]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void product(int64_t og, int64_t cg, int64_t nt, const T* u, const T* v, int64_t ldv, T* m, int64_t ldm) {
+  constexpr int64_t L = Simd<T>::L, TW = kProductVectors * L;
+  int64_t t0 = 0;
+  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors, false>(u, og, cg, v, ldv, m, ldm, t0, TW);
+  for (; t0 < nt; t0 += 2 * L) {
+    const int64_t cnt = std::min(2 * L, nt - t0);
+    if (cnt <= L)
+      product_block<T, 1, true>(u, og, cg, v, ldv, m, ldm, t0, cnt);
+    else
+      product_block<T, 2, true>(u, og, cg, v, ldv, m, ldm, t0, cnt);
+  }
+}
+
 // The forward in image chunks, each pass over all threads (input transform; the 36 * groups products, one
 // per task; output transform), for shapes with too few items to share between threads.
 template <typename T>
@@ -469,8 +526,7 @@ void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, cons
     input_transform<T>(xp, g, n0, nimg, wt, v);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        gemm<T>(false, tiles, g.og, g.cg, v + i * g.cg * tiles, tiles, up + i * g.og * g.cg, g.cg, T(0),
-                m + i * g.og * tiles, tiles);
+        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles, tiles);
     });
     output_transform<T>(m, bp, yp, g, n0, nimg, wt);
   }
@@ -519,7 +575,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     for (int64_t n = begin; n < end; ++n) {
       input_transform<T>(xp, g, n, 1, wt, v);
       for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        gemm<T>(false, nt, g.og, g.cg, v + i * g.cg * nt, nt, up + i * g.og * g.cg, g.cg, T(0), m + i * g.og * nt, nt);
+        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
       output_transform<T>(m, bp, yp, g, n, 1, wt);
     }
   });
