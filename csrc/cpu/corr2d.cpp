@@ -2,8 +2,8 @@
 // (no atomics, no shared accumulators) and reduces each element in an order that does not depend on how the
 // work is split, so results are bitwise identical for any torch.set_num_threads. make_plan (below) is the one
 // place that chooses the algorithm of each direction; with algo="auto":
-//   forward      3x3 stride 1 (any dilation), >= 32 channels per group both ways, >= 32 4x4 tiles and >= 1
-//                tile per 8192 kernel weights: Winograd F(4x4, 3x3) (winograd.cpp);
+//   forward      3x3 stride 1 (any dilation), >= 32 channels per group both ways, >= 49 4x4 tiles per image
+//                and two images' worth or >= 128 x 128 weights per group: Winograd F(4x4, 3x3) (winograd.cpp);
 //                1x1 stride 1 (no padding) on planes >= 28x28 with <= 128 input channels per group or < 4
 //                images x groups: the pointwise kernel, x read in place (forward_pointwise_rows);
 //                else <= 32 output channels per group (<= 64 beyond 1x1) and column stride 1: direct rows
@@ -13,7 +13,7 @@
 //                vector of output channels per group (fp32: 12-16; not 1x1) the same with a 1 x NP tile (L2, X2);
 //                other 1x1 stride 1 with >= 4 images x groups: per-image BLAS (pointwise_forward);
 //                >= 512 rows of k, >= 128 output channels per group and <= 1024 positions (R9/R11 at N=1,
-//                R6 at N=1, R11 at N=8 in place of Winograd): BLAS products of packed column blocks
+//                R6 at N=1, R11 at N=8): BLAS products of packed column blocks
 //                (forward_columns_blas); the same with more positions on >= 2 images x groups (R6 at N=8):
 //                per-image BLAS products of per-thread column blocks (forward_images_blas);
 //                column stride 2 beyond 16 output channels per group and 4 M multiply-adds (not 1x1): output
@@ -1811,14 +1811,6 @@ int64_t blas_channel_block(const ConvGeom& g) {
   return std::min<int64_t>(256, std::max<int64_t>(64, (g.og / 2 + 15) / 16 * 16));
 }
 
-// Where Winograd would also apply but has fewer than 2 tiles per 8192 kernel weights (R11 at N=8: 32 tiles
-// for 262144 weights), its transformed weights (4x W, written and read on every call) cost as much as it
-// saves: Winograd 10.0-10.3 ms, this path 9.3-9.4 ms (2 threads, same run).
-bool columns_blas_over_winograd(const ConvGeom& g) {
-  const int64_t tiles = g.n * winograd_tiles_per_image(g);
-  return columns_blas_applies(g) && tiles * 8192 < 2 * g.og * g.cg;
-}
-
 template <typename T>
 void forward_columns_blas(const at::Tensor& xt, const at::Tensor& wt, const at::Tensor& bt, at::Tensor& yt,
                           const ConvGeom& g) {
@@ -2117,11 +2109,7 @@ bool blas_candidate(const ConvGeom& g) {
 // BLAS paths for convkit's own kernels; the rules below were measured there (2 threads, us, one op alone,
 // median of 3 interleaved rounds, N = 1 / 8; the BLAS path "auto" takes where BLAS is fast -> this one,
 // torch in brackets):
-//  * Winograd keeps only dense 3x3 with dilation 1 and >= kWinoSlowBlasTiles tiles (its 36 products are
-//    BLAS): R3 N=8 fwd 3658 (Winograd) vs 4101 (channel lanes) - kept; R3 N=1 486 vs 493, R8 N=1 667 vs 606,
-//    N=8 3984 vs 3979, R9 N=8 7406 vs 4094, X3 (dilation 2) N=1 826 vs 520, N=8 5462 vs 4081 - dropped;
-//    grad_input the same (R9 N=8 6637 vs 4079, X3 4881 vs 3912, R8 3854 vs 3976, R3 3603 vs 3897).
-//    grad_weight keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9), with dilation 1
+//  * Winograd's grad_weight (its products are BLAS; the forward's are not, see winograd_preferred) keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9), with dilation 1
 //    and at least kWinoGwSlowBlasImageTiles tiles per image: R8 N=1 (49 tiles for 16384) 503 vs 560 (channel
 //    lanes), N=8 3527 vs 4149, R3 N=1 455 vs 664, N=8 3434 vs 4495 - kept; R9 N=1 990 vs 824, N=8 (128 for
 //    65536) 6716 vs 4978, X3 (dilation 2) N=8 5831 vs 5305 - dropped. Smaller maps lost by far (session 18,
@@ -2141,13 +2129,9 @@ bool blas_candidate(const ConvGeom& g) {
 //    4702 -> 2823 (565 / 2537); 256->1024 @14 gx 602 -> 348 / 4327 -> 2112, gw 642 -> 558 / 4971 -> 4195;
 //    128->512 @28 N=8 gx 4079 -> 1802, gw 4984 -> 3998; 64->64 @16 N=8 fwd 124 -> 47, gx 125 -> 49, gw 159
 //    -> 69; R4 N=8 gx 4593 -> 2052.
-constexpr int64_t kWinoSlowBlasTiles = 1024, kWinoGwSlowBlasWeights = 400, kWinoGwSlowBlasImageTiles = 49,
+constexpr int64_t kWinoGwSlowBlasWeights = 400, kWinoGwSlowBlasImageTiles = 49,
                   kOcLanesSlowBlasWidth = 14,
                   kPwGwSlowBlasWeights = 64 * 256;
-
-bool winograd_kept_without_blas(const ConvGeom& g) {
-  return g.dh == 1 && g.dw == 1 && g.n * winograd_tiles_per_image(g) >= kWinoSlowBlasTiles;
-}
 
 bool winograd_gw_kept_without_blas(const ConvGeom& g) {
   const int64_t tiles = winograd_tiles_per_image(g);
@@ -2164,12 +2148,11 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
   // grad_weight has its own measured rule (winograd.cpp).
   const bool wino = algo == Algo::Winograd;
-  const bool wino_fwd = wino || (autom && !std::getenv("CONVKIT_AB_NOWINO") && winograd_preferred(g) &&
-                                 (slow_blas ? winograd_kept_without_blas(g) : !columns_blas_over_winograd(g)));
-  // grad_input takes the forward's exception too: few tiles per weight go to the column-block BLAS path (R11
-  // N=8 grad_input: Winograd of the flipped weights 18.1 ms against torch's 9.3)
+  // The forward's products are convkit's own (product, winograd.cpp), so its rule does not depend on BLAS;
+  // grad_input is a forward problem of the same size.
+  const bool wino_fwd = wino || (autom && winograd_preferred(g));
   const bool wino_gx = wino_fwd && transposed_rows_padding_valid(g);
-  const bool wino_gw = wino || (autom && !std::getenv("CONVKIT_AB_NOWINO") && winograd_preferred_grad_weight(g) &&
+  const bool wino_gw = wino || (autom && winograd_preferred_grad_weight(g) &&
                                 (!slow_blas || winograd_gw_kept_without_blas(g)));
   const bool blas = autom && !slow_blas;  // "auto" may take a BLAS path
   Plan p;
@@ -2379,7 +2362,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
-    case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3) + BLAS", winograd_workspace_bytes(g, itemsize, true)); break;
+    case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3), own products", winograd_workspace_bytes(g, itemsize, true)); break;
   }
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;
@@ -2440,7 +2423,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       }
       break;
     case GradWeight::Im2col: out.emplace_back("BLAS dY cols^T over im2col", cols); break;
-    case GradWeight::Winograd: out.emplace_back("Winograd: G^T (sum of (A dY A^T) . (B^T x B)) G", winograd_workspace_bytes(g, itemsize, false)); break;
+    case GradWeight::Winograd: out.emplace_back("Winograd: G^T (sum of (A dY A^T) . (B^T x B)) G, BLAS products", winograd_workspace_bytes(g, itemsize, false)); break;
   }
   return out;
 }

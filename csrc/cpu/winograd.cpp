@@ -8,9 +8,9 @@
 //            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectors
 //            along the row), splits each row by column residue mod 4 and applies B along each tile's 6
 //            columns (vectors over the row's tiles), writing 36 rows of V contiguous in tile.
-//   products M[xi][o][tile] = U[xi] @ V[xi] per point and group: BLAS called directly (gemm below), each
-//            product single-threaded inside at::parallel_for, so the result does not depend on the thread
-//            count.
+//   products M[xi][o][tile] = U[xi] @ V[xi] per point and group (product below: a register tile of 8 rows of
+//            U x 48 tiles, c ascending), each single-threaded inside at::parallel_for, so the result does
+//            not depend on the thread count. grad_weight's products (tiles as the reduction) are BLAS (gemm).
 //   outputs  y = A^T m A + bias per tile, one row of tiles of one output channel at a time (output_row;
 //            vectors over the row's tiles, merged back into column order by permutes).
 // Dilation (dh, dw) splits the output into dh * dw phases (oy mod dh, ox mod dw): each phase is an undilated
@@ -654,14 +654,9 @@ int64_t winograd_tiles_per_image(const ConvGeom& g) { return wino_tiles(g).per_i
 
 // With 16 channels per group (X2: 64 channels, groups 4, N=8) the direct kernels beat Winograd in every
 // direction (forward 6.0 vs 9.5 ms, grad_input 6.4 vs 10.4, grad_weight 7.7 vs 12.0): its 36 products are
-// then 16x16 matrices, too small for BLAS to pay for the transforms.
+// then 16x16 matrices, too small to pay for the transforms (measured with BLAS products).
 constexpr int64_t kWinogradMinChannels = 32;
 
-// Measured (2 threads, fp32; /tmp-free numbers in benchmarks/results/cpu_winograd.json): Winograd is
-// 1.8-2.3x faster than implicit_gemm on R3/R8 at N=1 and 8 and R9 at N=8, 1.4x on R11 at N=8, and slower
-// where few tiles share large transformed weights (36 * O * Cg values written and read on every call):
-// R9 at N=1 (16 tiles, 0.93x) and R11 at N=1 (4 tiles, 0.28x). So "auto" takes it for dense layers (>= 32
-// channels per group both ways) with at least 32 tiles and at least one tile per 8192 kernel weights.
 int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image) {
   const int64_t by_bytes = kChunkBytes / std::max<int64_t>(1, img_bytes);
   const int64_t by_tiles = (kChunkMinTiles + per_image - 1) / per_image;
@@ -673,12 +668,26 @@ int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_imag
 // needs at least half of its 16 outputs per tile to be real (a 33x33 map with dilation 18: 0.21).
 bool winograd_tiles_efficient(const ConvGeom& g) { return 2 * g.ho * g.wo >= 16 * winograd_tiles_per_image(g); }
 
+// The forward's (and grad_input's) rule, with the products in product() (session 19; before, BLAS products
+// and a slow-BLAS rule of >= 1024 tiles). Winograd vs "auto" without it, us, 2 threads, one op alone, median of
+// 3 interleaved rounds, N = 1 / 8, fwd (grad_input within a few % of it):
+//   R3 (64 @56, 196 tiles per image)  309 vs 504 / 2263 vs 4329     128 @56   1023 vs 2047 / 8176 vs 16224
+//   R8 (128 @28, 49)                  505 vs 545 / 2474 vs 4124     256 @28   1946 vs 2173 / 10140 vs 15616
+//   X3 (64 @56, dilation 2)           413 vs 508 / 3963 vs 4421     96 @28    296 vs 309 / 1739 vs 2212
+//   32 @56                            127 vs 140 / 790 vs 1015      64 @28    161 vs 147 / 896 vs 984
+//   R9 (256 @14, 16 per image)        1452 vs 555 / 5426 vs 4065    128 @14   367 vs 148 / 1549 vs 978
+// Maps of 16 or fewer tiles per image lose by far (36 * O * Cg transformed weights, written and read on every
+// call, for few tiles); one 28x28 image (49 tiles) wins only with many channels (R8 1.08x, 256 @28 1.12x; 96
+// @28 level, 64 @28 0.91x). Hence: >= kWinoMinImageTiles tiles per image, and either two such images' worth
+// of tiles or >= kWinoFewTilesWeights weights per group.
+constexpr int64_t kWinoMinImageTiles = 49, kWinoFewTilesWeights = 128 * 128;
+
 bool winograd_preferred(const ConvGeom& g) {
   if (!winograd_applies(g) || !winograd_tiles_efficient(g) || g.cg < kWinogradMinChannels ||
       g.og < kWinogradMinChannels)
     return false;
-  const int64_t tiles = g.n * winograd_tiles_per_image(g);
-  return tiles >= 32 && tiles * 8192 >= g.og * g.cg;
+  const int64_t per_image = winograd_tiles_per_image(g), tiles = g.n * per_image;
+  return per_image >= kWinoMinImageTiles && (tiles >= 2 * kWinoMinImageTiles || g.og * g.cg >= kWinoFewTilesWeights);
 }
 
 // grad_weight (2 threads, fp32): Winograd against the direct kernels, R8 N=1 1.41 vs 1.58-4.03 ms, R3 N=8
