@@ -42,7 +42,7 @@ namespace convkit {
 namespace {
 
 // Images per chunk: V and M within kChunkBytes, so that the three passes over them run from L3 rather than
-// DRAM, unless that leaves the products fewer than kChunkMinTiles columns (BLAS is slower on narrow
+// DRAM, unless that leaves the products fewer than kChunkMinTiles columns (measured with BLAS products, slower on narrow
 // products); never past kChunkMaxBytes. Measured, 2 threads, ratio to torch in the same process (fwd, N=8):
 // R3 16 MiB chunks (4 images) 0.57-0.66 -> 1 image 0.54-0.58, fwd+bwd 0.76-0.81 -> 0.64-0.66; R8 and R9
 // were slower with chunks of 2-3 images (98 and 48 tiles) than with all 8.
@@ -426,9 +426,8 @@ namespace convkit {
 namespace {
 
 // C = op(A) B + beta C, column-major (m x n = (m x k)(k x n); op(A) = A, or A^T with A stored k x m),
-// single-threaded when called inside a parallel region. The 36 products of a Winograd image are small (R3:
-// 196 x 64 x 64, about 10 us): BLAS directly, not at::mm_out on from_blob views (a few us of tensor
-// creation and dispatch per call).
+// single-threaded when called inside a parallel region: grad_weight's 36 products (tiles as the reduction).
+// BLAS directly, not at::mm_out on from_blob views (a few us of tensor creation and dispatch per call).
 template <typename T>
 void gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta,
           T* c, int64_t ldc) {
