@@ -24,12 +24,16 @@ enum WorkspaceSlot : int {
   kWsSlots
 };
 
+// The buffer starts on a 64-byte line whatever malloc returned (std::vector<float> is only 16-byte aligned,
+// and where a buffer landed changed from process to process).
 template <typename T>
 T* call_workspace(WorkspaceSlot slot, int64_t n) {
+  constexpr int64_t kAlign = 64, kPad = kAlign / sizeof(T) > 1 ? kAlign / sizeof(T) : 1;
   static thread_local std::vector<T> buffers[kWsSlots];
   std::vector<T>& b = buffers[slot];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(n);
-  return b.data();
+  if (static_cast<int64_t>(b.size()) < n + kPad) b.resize(n + kPad);
+  const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(b.data());
+  return reinterpret_cast<T*>((p + kAlign - 1) / kAlign * kAlign);
 }
 
 }  // namespace convkit
