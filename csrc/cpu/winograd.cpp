@@ -70,33 +70,40 @@ constexpr double kG[6][3] = {{1.0 / 4, 0, 0},
                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
                              {0, 0, 1}};
 
-// U[xi][p] = (G g_p G^T)[xi] for the P = O*Cg kernels g_p (9 contiguous values each). A task owns blocks
-// of L kernels: it transposes them into 9 vectors (lanes = kernels; one stride-9 gather each) and computes
-// G g G^T with vector FMAs, storing 36 contiguous vectors. The gathers replaced a scalar transpose: the
-// transform's share of an R9 N=8 forward profile went 11.0 -> 9.9 %; the rest is its 36 streams of stores.
+// U[xi][grp][c][o] = (G g_{o,c} G^T)[xi] for the O*Cg kernels g (9 contiguous values each in W), output
+// channels contiguous: the layout product() reads (a row of U^T per input channel). A task owns 16 output
+// channels x L input channels of a group: per output channel it loads the L kernels (contiguous in W; 9
+// stride-9 gathers, lanes = input channels) and computes G g G^T with vector FMAs into a 36 x 16 block of
+// vectors on the stack; then per point one 16 x 16 transpose stores 16 rows of U^T. (Gathering 16 output
+// channels at a stride of cg*9 instead, with no transpose, made the transform half again slower on R8.)
 // (A BLAS product with an inner dimension of 9 runs at a few GFLOP/s here.)
 template <typename T>
-void weight_transform(const T* w, int64_t P, T* u) {
+void weight_transform(const T* w, const ConvGeom& g, T* u) {
   using V = typename Simd<T>::V;
-  constexpr int64_t L = Simd<T>::L;
-  at::parallel_for(0, (P + L - 1) / L, 64, [&](int64_t begin, int64_t end) {
+  constexpr int64_t L = Simd<T>::L, NO = 16;
+  const int64_t P = g.o * g.cg, og = g.og, cg = g.cg, oblocks = (og + NO - 1) / NO, cblocks = (cg + L - 1) / L;
+  at::parallel_for(0, g.groups * oblocks * cblocks, 4, [&](int64_t begin, int64_t end) {
+    V r[36][1][NO];
     for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t p0 = blk * L, np = std::min(L, P - p0);
-      V gv[9];
-      for (int q = 0; q < 9; ++q) gv[q] = gather_n(w + p0 * 9 + q, 9, np);
-      V t[6][3];  // G g
-      for (int a = 0; a < 6; ++a)
-        for (int j = 0; j < 3; ++j)
-          t[a][j] = T(kG[a][0]) * gv[0 * 3 + j] + T(kG[a][1]) * gv[1 * 3 + j] + T(kG[a][2]) * gv[2 * 3 + j];
-      for (int a = 0; a < 6; ++a)
-        for (int b = 0; b < 6; ++b) {
-          const V r = t[a][0] * T(kG[b][0]) + t[a][1] * T(kG[b][1]) + t[a][2] * T(kG[b][2]);
-          T* dst = u + (a * 6 + b) * P + p0;
-          if (np == L)
-            vstore(dst, r);
-          else
-            for (int64_t l = 0; l < np; ++l) dst[l] = r[l];
+      const int64_t grp = blk / (oblocks * cblocks), o0 = (blk / cblocks) % oblocks * NO, c0 = blk % cblocks * L;
+      const int64_t no = std::min(NO, og - o0), nc = std::min(L, cg - c0);
+      for (int64_t p = 0; p < NO; ++p) {
+        if (p >= no) {
+          for (int xi = 0; xi < 36; ++xi) r[xi][0][p] = V{};
+          continue;
         }
+        const T* const src = w + ((grp * og + o0 + p) * cg + c0) * 9;
+        V gv[9];
+        for (int q = 0; q < 9; ++q) gv[q] = gather_n(src + q, 9, nc);
+        V t[6][3];  // G g
+        for (int a = 0; a < 6; ++a)
+          for (int j = 0; j < 3; ++j)
+            t[a][j] = T(kG[a][0]) * gv[0 * 3 + j] + T(kG[a][1]) * gv[1 * 3 + j] + T(kG[a][2]) * gv[2 * 3 + j];
+        for (int a = 0; a < 6; ++a)
+          for (int b = 0; b < 6; ++b) r[a * 6 + b][0][p] = t[a][0] * T(kG[b][0]) + t[a][1] * T(kG[b][1]) + t[a][2] * T(kG[b][2]);
+      }
+      for (int xi = 0; xi < 36; ++xi)
+        store_lanes_transposed<T, 1, NO>(r[xi], u + xi * P + (grp * cg + c0) * og + o0, og, nc, no);
     }
   });
 }
@@ -455,31 +462,35 @@ void gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda
     ct.addmm_(bt, at_, beta);
 }
 
-// M = U V for one point and group, row-major: U (og x cg, rows cg apart), V (cg x nt, rows ldv apart), M
-// (og x nt, rows ldm apart); single-threaded (called inside parallel regions). Register tile: kProductRows
-// rows of U x 2 vectors of tiles, acc[r] += U[o0 + r][c] (broadcast from U's rows, read in place) * V[c][t0 ..],
-// c ascending, so the sum's order does not depend on the threads. Tiles outer, rows inner: the cg x 2L panel
-// of V stays in L1 while all of U's rows pass over it.
-constexpr int kProductRows = 8, kProductVectors = 3;
+// M = U V for one point and group, row-major, from ut = U^T (cg x og, rows og apart: weight_transform's
+// layout), V (cg x nt, rows ldv apart), M (og x nt, rows ldm apart); single-threaded (called inside parallel
+// regions); c ascending in every sum, so the result does not depend on the threads.
+//  * product_block: kProductRows output channels x NV vectors of tiles, acc[r] += U[o0 + r][c] (broadcast;
+//    the kProductRows values of one row of U^T are contiguous) * V[c][t0 ..]. Tiles outer, channels inner:
+//    the cg x NV*L panel of V stays in L1 while all of U passes over it.
+//  * product_cols: the last nt % L tiles, output channels as lanes: acc[t] += V[c][t] (broadcast) *
+//    U^T[c][o0 .. o0 + 2L], stored to M's columns lane by lane. The masked one-vector block it replaced did a
+//    full vector's work per leftover tile: on R8 at N=1 (49 tiles = 48 + 1) as much time as the other 48.
+constexpr int kProductRows = 8, kProductVectors = 3, kProductColsTiles = 12;
 
-template <typename T, int NV, bool kPartial>
-inline void product_block(const T* u, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0,
-                          int64_t cnt) {
+template <typename T, int NV>
+inline void product_block(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   for (int64_t o0 = 0; o0 < og; o0 += kProductRows) {
     const int64_t nr = std::min<int64_t>(kProductRows, og - o0);
-    const T* a[kProductRows];
-    for (int r = 0; r < kProductRows; ++r) a[r] = u + std::min<int64_t>(o0 + r, og - 1) * cg;  // past og: not stored
+    int64_t idx[kProductRows];
+    for (int r = 0; r < kProductRows; ++r) idx[r] = std::min<int64_t>(o0 + r, og - 1);  // past og: not stored
     V acc[kProductRows][NV] = {};
     const T* b = v + t0;
-    for (int64_t c = 0; c < cg; ++c, b += ldv) {
+    const T* a = ut;
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
       V bv[NV];
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) bv[j] = kPartial ? load_n(b + j * L, std::min(L, cnt - j * L)) : vload(b + j * L);
+      for (int j = 0; j < NV; ++j) bv[j] = vload(b + j * L);
 #pragma GCC unroll 8
       for (int r = 0; r < kProductRows; ++r) {
-        const V ar = splat<T>(a[r][c]);
+        const V ar = splat<T>(a[idx[r]]);
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) acc[r][j] += ar * bv[j];
       }
@@ -487,28 +498,61 @@ inline void product_block(const T* u, int64_t og, int64_t cg, const T* v, int64_
     for (int64_t r = 0; r < nr; ++r) {
       T* const dst = m + (o0 + r) * ldm + t0;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
-        if (kPartial)
-          store_n(dst + j * L, acc[r][j], std::min(L, cnt - j * L));
-        else
-          vstore(dst + j * L, acc[r][j]);
-      }
+      for (int j = 0; j < NV; ++j) vstore(dst + j * L, acc[r][j]);
     }
   }
 }
 
+template <typename T, int NT>
+inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  for (int64_t o0 = 0; o0 < og; o0 += 2 * L) {
+    const int64_t no = std::min(2 * L, og - o0), n0 = std::min(L, no), n1 = no - n0;
+    V acc[NT][2] = {};
+    const T* b = v + t0;
+    const T* a = ut + o0;
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
+      const V u0 = n0 == L ? vload(a) : load_n(a, n0);
+      const V u1 = n1 == L ? vload(a + L) : n1 > 0 ? load_n(a + L, n1) : V{};
+#pragma GCC unroll 12
+      for (int t = 0; t < NT; ++t) {
+        const V s = splat<T>(b[t]);
+        acc[t][0] += s * u0;
+        acc[t][1] += s * u1;
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      T* const dst = m + o0 * ldm + t0 + t;
+      for (int64_t l = 0; l < n0; ++l) dst[l * ldm] = acc[t][0][l];
+      for (int64_t l = 0; l < n1; ++l) dst[(L + l) * ldm] = acc[t][1][l];
+    }
+  }
+}
+
+template <typename T, int NT = kProductColsTiles>
+void product_cols_n(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0,
+                    int64_t n) {
+  if constexpr (NT > 0) {
+    if (n == NT) return product_cols<T, NT>(ut, og, cg, v, ldv, m, ldm, t0);
+    return product_cols_n<T, NT - 1>(ut, og, cg, v, ldv, m, ldm, t0, n);
+  }
+}
+
 template <typename T>
-void product(int64_t og, int64_t cg, int64_t nt, const T* u, const T* v, int64_t ldv, T* m, int64_t ldm) {
+void product(int64_t og, int64_t cg, int64_t nt, const T* ut, const T* v, int64_t ldv, T* m, int64_t ldm) {
   constexpr int64_t L = Simd<T>::L, TW = kProductVectors * L;
   int64_t t0 = 0;
-  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors, false>(u, og, cg, v, ldv, m, ldm, t0, TW);
-  for (; t0 < nt; t0 += 2 * L) {
-    const int64_t cnt = std::min(2 * L, nt - t0);
-    if (cnt <= L)
-      product_block<T, 1, true>(u, og, cg, v, ldv, m, ldm, t0, cnt);
-    else
-      product_block<T, 2, true>(u, og, cg, v, ldv, m, ldm, t0, cnt);
+  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors>(ut, og, cg, v, ldv, m, ldm, t0);
+  if (nt - t0 >= 2 * L) {
+    product_block<T, 2>(ut, og, cg, v, ldv, m, ldm, t0);
+    t0 += 2 * L;
+  } else if (nt - t0 >= L) {
+    product_block<T, 1>(ut, og, cg, v, ldv, m, ldm, t0);
+    t0 += L;
   }
+  for (; t0 < nt; t0 += kProductColsTiles)
+    product_cols_n<T>(ut, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
 }
 
 // The forward in image chunks, each pass over all threads (input transform; the 36 * groups products, one
@@ -550,8 +594,8 @@ bool winograd_by_images(const ConvGeom& g, int64_t itemsize) {
 template <typename T>
 void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                       at::Tensor& y) {
-  T* const up = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // U (36, G, Og, Cg)
-  weight_transform<T>(w.const_data_ptr<T>(), g.o * g.cg, up);
+  T* const up = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // U^T (36, G, Cg, Og)
+  weight_transform<T>(w.const_data_ptr<T>(), g, up);
   const WinoTiles wt = wino_tiles(g);
   const T* xp = x.const_data_ptr<T>();
   const T* bp = b.defined() ? b.const_data_ptr<T>() : nullptr;

@@ -1498,3 +1498,25 @@ def test_channel_lanes_grad_weight_blocks(threads, dtype, n, c, o, h, k, stride,
     xd, wd = x.double().requires_grad_(), wt.double().requires_grad_()
     ref = torch.autograd.grad(F.conv2d(xd, wd, None, (stride, 1), pad, dil), wd, gy.double())[0]
     assert_rel_close(got[1], ref, 1e-4 if dtype == torch.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,w", [
+    (1, 3, 5, 4, 4),       # one tile, 5 output channels: the leftover-tile kernel with one masked vector of channels
+    (1, 20, 17, 10, 11),   # 9 tiles: leftover tiles only; 17 channels: a full vector plus one lane
+    (2, 9, 33, 18, 13),    # 2 x 20 = 40 tiles: one full vector of tiles (fp32) then leftovers; 33 channels
+    (1, 16, 40, 26, 26),   # 49 tiles: three vectors (fp32) + 1 leftover; 40 channels: 8-row blocks, 2L + 8 lanes
+    (3, 5, 48, 30, 31),    # 3 x 64 tiles: full 3-vector blocks and a partial pass (fp64: L = 8)
+])
+def test_winograd_products_every_tile_remainder(n, c, o, h, w, dtype):
+    # Winograd's own products (winograd.cpp product): register blocks of 3, 2 and 1 vectors of tiles, the last
+    # nt % L tiles with output channels as lanes (masked at the last channel vector), against float64
+    x, wt = rand(n, c, h, w, seed=81, dtype=dtype), rand(o, c, 3, 3, seed=82, dtype=dtype)
+    b = rand(o, seed=83, dtype=dtype)
+    y = ops.corr2d(x, wt, b, [1, 1], [1] * 4, [1, 1], 1, "winograd")
+    assert_rel_close(y, F.conv2d(x.double(), wt.double(), b.double(), 1, 1), rel=1e-4 if dtype == torch.float32 else 1e-10)
+    gy = rand(*y.shape, seed=84, dtype=dtype)
+    gx = ops.corr2d_backward(gy, x, wt, [1, 1], [1] * 4, [1, 1], 1, [True, False, False], "winograd")[0]
+    xd = x.double().requires_grad_()
+    (want,) = torch.autograd.grad(F.conv2d(xd, wt.double(), None, 1, 1), (xd,), gy.double())
+    assert_rel_close(gx, want, rel=1e-4 if dtype == torch.float32 else 1e-10)
