@@ -72,8 +72,9 @@ bool winograd_applies(const ConvGeom& g);
 bool winograd_preferred(const ConvGeom& g);  // where "auto" chooses it (forward, grad_input)
 bool winograd_preferred_grad_weight(const ConvGeom& g);
 int64_t winograd_tiles_per_image(const ConvGeom& g);  // 4x4 tiles per image, over the phases with outputs
-// Images per Winograd chunk (V and M of one chunk; img_bytes of both per image, per_image tiles).
-int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image);
+// Images per Winograd chunk (V and M of one chunk; img_bytes of both per image, per_image tiles; the forward's
+// own products, or grad_weight's BLAS products).
+int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image, bool forward);
 void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
                           at::Tensor& y);
 // grad_input for stride 1 as a forward problem: dY (channels O, Ho x Wo) correlated with the flipped,

@@ -42,10 +42,12 @@ namespace convkit {
 namespace {
 
 // Images per chunk: V and M within kChunkBytes, so that the three passes over them run from L3 rather than
-// DRAM, unless that leaves the products fewer than kChunkMinTiles columns (measured with BLAS products, slower on narrow
-// products); never past kChunkMaxBytes. Measured, 2 threads, ratio to torch in the same process (fwd, N=8):
-// R3 16 MiB chunks (4 images) 0.57-0.66 -> 1 image 0.54-0.58, fwd+bwd 0.76-0.81 -> 0.64-0.66; R8 and R9
-// were slower with chunks of 2-3 images (98 and 48 tiles) than with all 8.
+// DRAM, unless that leaves grad_weight's BLAS products fewer than kChunkMinTiles columns (BLAS is slower on
+// narrow products); never past kChunkMaxBytes. Measured with BLAS products, 2 threads, ratio to torch in the
+// same process (fwd, N=8): R3 16 MiB chunks (4 images) 0.57-0.66 -> 1 image 0.54-0.58, fwd+bwd 0.76-0.81 ->
+// 0.64-0.66; R8 and R9 were slower with chunks of 2-3 images (98 and 48 tiles) than with all 8. The
+// forward's own products have no such minimum (session 19, fwd us, 3 interleaved rounds: R8 N=8 2086 -> 1963
+// with chunks of 2 images in place of 4; R3, X3 and N=1 level within 1 %).
 constexpr int64_t kChunkBytes = 4 << 20;
 constexpr int64_t kChunkMinTiles = 192;
 constexpr int64_t kChunkMaxBytes = 16 << 20;
@@ -560,7 +562,7 @@ void product(int64_t og, int64_t cg, int64_t nt, const T* ut, const T* v, int64_
 template <typename T>
 void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
   const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
-  const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
+  const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image, /*forward=*/true);
   const int64_t batches = 36 * g.groups;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
@@ -670,7 +672,7 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
   }
   const WinoTiles wt = wino_tiles(g);
   const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
-  const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image);
+  const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image, /*forward=*/false);
   const int64_t batches = 36 * g.groups;
   T* const dup = call_workspace<T>(kWsWinogradWeights, 36 * g.o * g.cg);  // dL/dU (36, G, Og, Cg)
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
@@ -700,9 +702,9 @@ int64_t winograd_tiles_per_image(const ConvGeom& g) { return wino_tiles(g).per_i
 // then 16x16 matrices, too small to pay for the transforms (measured with BLAS products).
 constexpr int64_t kWinogradMinChannels = 32;
 
-int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image) {
+int64_t winograd_images_per_chunk(int64_t n, int64_t img_bytes, int64_t per_image, bool forward) {
   const int64_t by_bytes = kChunkBytes / std::max<int64_t>(1, img_bytes);
-  const int64_t by_tiles = (kChunkMinTiles + per_image - 1) / per_image;
+  const int64_t by_tiles = forward ? 1 : (kChunkMinTiles + per_image - 1) / per_image;
   const int64_t cap = std::max<int64_t>(1, kChunkMaxBytes / std::max<int64_t>(1, img_bytes));
   return std::max<int64_t>(1, std::min({n, cap, std::max(by_bytes, by_tiles)}));
 }
@@ -752,7 +754,7 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward) {
   const int64_t per_image = wino_tiles(g).per_image, img_bytes = 36 * (g.c + g.o) * per_image * itemsize;
   const int64_t images = forward && winograd_by_images(g, itemsize) ? std::min<int64_t>(at::get_num_threads(), g.n)
-                                                          : winograd_images_per_chunk(g.n, img_bytes, per_image);
+                                                          : winograd_images_per_chunk(g.n, img_bytes, per_image, forward);
   return 36 * g.o * g.cg * itemsize + images * img_bytes;
 }
 
