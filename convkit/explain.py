@@ -180,9 +180,9 @@ def explain(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1
         if rate["source"] != "not measured":
             how = (f"sgemm at {rate['share']:.2f} of the FMA peak here" if rate["source"] == "measured"
                    else f"CONVKIT_BLAS / set_blas_preference: {rate['source']}")
-            notes.append(f"BLAS: {how}; algo='auto' " + ("takes its BLAS-based paths (Winograd's products, column "
-                         "blocks, 1x1 per image)" if rate["preferred"] else "keeps to convkit's own kernels except "
-                         "Winograd on large maps (BLAS under 0.55 of the peak)"))
+            notes.append(f"BLAS: {how}; algo='auto' " + ("takes its BLAS-based paths (Winograd's grad_weight products, "
+                         "column blocks, 1x1 per image)" if rate["preferred"] else "keeps to convkit's own kernels "
+                         "except Winograd's grad_weight on large maps (BLAS under 0.55 of the peak)"))
     if kh * kw > 1:
         notes.append(f"im2col multiplies the input by {kh * kw} ({_bytes(cols)}): the direct and Winograd paths "
                      f"avoid that buffer")
