@@ -2109,8 +2109,9 @@ bool blas_candidate(const ConvGeom& g) {
 // BLAS paths for convkit's own kernels; the rules below were measured there (2 threads, us, one op alone,
 // median of 3 interleaved rounds, N = 1 / 8; the BLAS path "auto" takes where BLAS is fast -> this one,
 // torch in brackets):
-//  * Winograd's grad_weight (its products are BLAS; the forward's are not, see winograd_preferred) keeps Winograd from one tile per kWinoGwSlowBlasWeights kernel weights (x 9), with dilation 1
-//    and at least kWinoGwSlowBlasImageTiles tiles per image: R8 N=1 (49 tiles for 16384) 503 vs 560 (channel
+//  * Winograd's grad_weight (its products are BLAS; the forward's are not, see winograd_preferred) is kept
+//    from one tile per kWinoGwSlowBlasWeights kernel weights (x 9), with dilation 1 and at least
+//    kWinoGwSlowBlasImageTiles tiles per image: R8 N=1 (49 tiles for 16384) 503 vs 560 (channel
 //    lanes), N=8 3527 vs 4149, R3 N=1 455 vs 664, N=8 3434 vs 4495 - kept; R9 N=1 990 vs 824, N=8 (128 for
 //    65536) 6716 vs 4978, X3 (dilation 2) N=8 5831 vs 5305 - dropped. Smaller maps lost by far (session 18,
 //    Winograd vs channel lanes): 128->128 3x3 @7 N=8 5732 vs 412, @14 2812 vs 1311, 64->64 @7 2822 vs 193.

@@ -28,7 +28,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -605,7 +604,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   if (g.n == 0 || g.ho == 0 || g.wo == 0) return;
   if (!winograd_by_images(g, sizeof(T))) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
   const int64_t nt = wt.per_image;
-  // each thread's V and M start 64-byte apart from the first's, so BLAS sees the same alignment whichever
+  // each thread's V and M start 64-byte apart from the first's, so the products see the same alignment whichever
   // thread runs an image
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t vsize = round_to(36 * g.c * nt, kLine), msize = round_to(36 * g.o * nt, kLine);
