@@ -604,8 +604,8 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   if (g.n == 0 || g.ho == 0 || g.wo == 0) return;
   if (!winograd_by_images(g, sizeof(T))) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
   const int64_t nt = wt.per_image;
-  // each thread's V and M start 64-byte apart from the first's, so the products see the same alignment whichever
-  // thread runs an image
+  // each thread's V and M start 64-byte apart from the first's, so the products see the same alignment
+  // whichever thread runs an image
   constexpr int64_t kLine = 64 / sizeof(T);
   const int64_t vsize = round_to(36 * g.c * nt, kLine), msize = round_to(36 * g.o * nt, kLine);
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), g.n);
