@@ -44,12 +44,13 @@ namespace {
 // DRAM, unless that leaves grad_weight's BLAS products fewer than kChunkMinTiles columns (BLAS is slower on
 // narrow products); never past kChunkMaxBytes. Measured with BLAS products, 2 threads, ratio to torch in the
 // same process (fwd, N=8): R3 16 MiB chunks (4 images) 0.57-0.66 -> 1 image 0.54-0.58, fwd+bwd 0.76-0.81 ->
-// 0.64-0.66; R8 and R9 were slower with chunks of 2-3 images (98 and 48 tiles) than with all 8. The
-// forward's own products have no such minimum (session 19, fwd us, 3 interleaved rounds: R8 N=8 2086 -> 1963
-// with chunks of 2 images in place of 4; R3, X3 and N=1 level within 1 %), and take chunks of kForwardChunkBytes:
-// in the machine's slow phases (memory contention; torch 5-15 % slower, Winograd 30-50 %) R8 N=8 ran 3289-3410
-// us with 4 MiB chunks against 2676-2876 with 1 MiB ones (one image, 49 tiles; three processes), and in fast
-// phases 1963 against 1937. A single image is the smallest chunk, so N=1 is not helped.
+// 0.64-0.66; R8 and R9 were slower with chunks of 2-3 images (98 and 48 tiles) than with all 8.
+// The forward's own products need no such minimum (session 19, fwd us, 3 interleaved rounds: R8 N=8
+// 2086 -> 1963 with chunks of 2 images in place of 4; R3, X3 and N=1 level within 1 %), and take chunks of
+// kForwardChunkBytes: in the machine's slow phases (its two vCPUs on distant cores, so a chunk written by
+// one thread and read by the other crosses them; torch 5-15 % slower, Winograd 30-50 %) R8 N=8 ran
+// 3289-3410 us with 4 MiB chunks against 2676-2876 with 1 MiB ones (one image, 49 tiles; three processes),
+// and in fast phases 1963 against 1937. A single image is the smallest chunk, so N=1 is not helped.
 constexpr int64_t kChunkBytes = 4 << 20, kForwardChunkBytes = 1 << 20;
 constexpr int64_t kChunkMinTiles = 192;
 constexpr int64_t kChunkMaxBytes = 16 << 20;
