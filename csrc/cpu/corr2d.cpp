@@ -49,8 +49,8 @@
 // make_plan). That grad_input also replaces grad_input_tiled for stride 1 (not 1x1) wherever BLAS is fast.
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
-// Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or one shared block
-// of kTiledSharedColBytes (forward_tiled); grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
+// Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or a column block
+// of kTiledThreadColBytes per thread (forward_tiled); grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
 // thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; channel lanes: one chunk of images' blocked dY, and a
@@ -107,11 +107,11 @@ std::vector<Tap> column_taps(const ConvGeom& g) {
 constexpr int64_t kColBytes = 256 * 1024;  // per-thread column tile: stays in L2 beside a weight panel
 constexpr int64_t kL2Bytes = 1024 * 1024;  // L2 per core (Zen 4/5)
 constexpr int64_t kSharedColBytes = 1 << 20;
-// forward_tiled's shared schedule: its column block per pass over k. 2 MiB: 4 passes of 1152 rows on R11 at
-// N=8 in place of 8 of 630 (a fork/join pair per pack and per product), fwd 4827 -> 4656 us, grad_input
-// (flipped) 5365 -> 5222, 7 rounds interleaved, 2 threads, N=1 level; 2 passes (4 MiB) gained no more
-// (4626 / 5153) and would hold over half of R11's im2col matrix; 128- and 256-row passes 1.2-1.6x slower.
-constexpr int64_t kTiledSharedColBytes = 2 << 20;
+// forward_tiled's split schedule: each thread's column block per pass over k. Its history: one 2 MiB block
+// packed by all threads together gave 4 passes of 1152 rows on R11 at N=8 in place of 8 of 630, fwd 4827 ->
+// 4656 us (1 MiB blocks per thread now give 2 passes of 2304 rows, the same 2 MiB at 2 threads); 128- and
+// 256-row passes were 1.2-1.6x slower.
+constexpr int64_t kTiledThreadColBytes = 1 << 20;
 constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
@@ -204,9 +204,87 @@ template <typename T>
   }
 }
 
+// The output has the input's size at stride 1, so flattened positions index the input directly.
+inline bool same_size_stride1(const ConvGeom& g) { return g.sh == 1 && g.sw == 1 && g.ho == g.h && g.wo == g.w; }
+
+#if defined(__AVX512F__)
+// pack_cols where the output has the input's size at stride 1 ("same" padding: the 3x3 pad-1 layers R3, R8,
+// R9, R11): tap (c, i, j) of flattened position p reads x[c][p + (i*dh - pt)*W + (j*dw - pl)] wherever that
+// lies inside the image's rows and columns, so a k row of the tile is one masked load and one masked store
+// per vector of positions within one image (the masks per tap and vector are worked out once per call), in
+// place of one copy per output row with scalar zero fills around it (R11: 7-element runs).
+template <typename T>
+void pack_cols_same(const T* xg, const ConvGeom& g, int64_t p0, int64_t np, int64_t k0, int64_t k1, T* cols,
+                    int64_t ld_k, int64_t k_base, const int64_t TW) {
+  using A = Avx512<T>;
+  using M = typename A::M;
+  constexpr int64_t L = Simd<T>::L;
+  const int64_t nk = ld_k < 0 ? k1 - k0 : ld_k, kb = k_base < 0 ? k0 : k_base;
+  const int64_t hw = g.h * g.w, khw = g.kh * g.kw;
+  struct Seg {
+    int64_t dst, src, p;  // the vector's offset in a k row of the tiles; x offset of its lane 0; first position
+    int64_t l0, len;      // lanes [l0, l0 + len) of the vector (vectors start at tile starts)
+  };
+  std::vector<Seg> segs;
+  segs.reserve(np / L + np / hw + 3);
+  for (int64_t q = 0, p = p0, img = 0; q < np;) {
+    if (p == hw) {
+      p = 0;
+      img += g.c * hw;
+    }
+    const int64_t l0 = q % TW % L, len = std::min({L - l0, TW - q % TW, hw - p, np - q});
+    segs.push_back({(q / TW) * nk * TW + q % TW - l0, img + p - l0, p, l0, len});
+    q += len;
+    p += len;
+  }
+  const int64_t ns = static_cast<int64_t>(segs.size());
+  std::vector<M> valid(khw * ns), lanes(ns);
+  std::vector<int64_t> shift(khw);
+  for (int64_t s = 0; s < ns; ++s) lanes[s] = static_cast<M>(lanes_mask<T>(segs[s].len) << segs[s].l0);
+  std::vector<uint32_t> rows(g.kh), cols_ok(g.kw);
+  for (int64_t tap = 0; tap < khw; ++tap)
+    shift[tap] = ((tap / g.kw) * g.dh - g.pt) * g.w + (tap % g.kw) * g.dw - g.pl;
+  for (int64_t s = 0; s < ns; ++s) {  // lanes whose tap row i / column j lies inside the image
+    std::fill(rows.begin(), rows.end(), 0u);
+    std::fill(cols_ok.begin(), cols_ok.end(), 0u);
+    for (int64_t l = 0, oh = segs[s].p / g.w, ow = segs[s].p % g.w; l < segs[s].len; ++l) {
+      const uint32_t bit = 1u << (segs[s].l0 + l);
+      for (int64_t i = 0; i < g.kh; ++i)
+        if (const int64_t ih = oh + i * g.dh - g.pt; ih >= 0 && ih < g.h) rows[i] |= bit;
+      for (int64_t j = 0; j < g.kw; ++j)
+        if (const int64_t iw = ow + j * g.dw - g.pl; iw >= 0 && iw < g.w) cols_ok[j] |= bit;
+      if (++ow == g.w) {
+        ow = 0;
+        ++oh;
+      }
+    }
+    for (int64_t tap = 0; tap < khw; ++tap)
+      valid[tap * ns + s] = static_cast<M>(rows[tap / g.kw] & cols_ok[tap % g.kw]);
+  }
+  const int64_t rest = np % TW;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t tap = k % khw;
+    // lane l of a segment reads xc[src + l]; lanes outside the valid mask are not read
+    const T* const xc = xg + (k / khw) * hw + shift[tap];
+    T* const base = cols + (k - kb) * TW;
+    const M* const vm = valid.data() + tap * ns;
+    for (int64_t s = 0; s < ns; ++s) A::store(base + segs[s].dst, lanes[s], A::loadz(vm[s], xc + segs[s].src));
+    if (rest) {  // positions past np up to the end of the last tile are zero
+      T* const dst = base + (np / TW) * nk * TW;
+      for (int64_t v = rest / L * L; v < TW; v += L)
+        A::store(dst + v, static_cast<M>(lanes_mask<T>(std::min(L, TW - v)) & ~lanes_mask<T>(std::max<int64_t>(rest - v, 0))),
+                 A::splat(T(0)));
+    }
+  }
+}
+#endif
+
 template <typename T, int64_t TW>
 void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
                int64_t k1, T* cols, int64_t ld_k = -1, int64_t k_base = -1) {
+#if defined(__AVX512F__)
+  if (same_size_stride1(g)) return pack_cols_same<T>(xg, g, p0, np, k0, k1, cols, ld_k, k_base, TW);
+#endif
   pack_cols_impl<T>(xg, g, taps, p0, np, k0, k1, cols, ld_k, k_base, TW);
 }
 
@@ -214,6 +292,9 @@ void pack_cols(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int
 template <typename T>
 void pack_cols_rows(const T* xg, const ConvGeom& g, const std::vector<Tap>& taps, int64_t p0, int64_t np, int64_t k0,
                     int64_t k1, T* cols, int64_t k_base) {
+#if defined(__AVX512F__)
+  if (same_size_stride1(g)) return pack_cols_same<T>(xg, g, p0, np, k0, k1, cols, k1 - k_base, k_base, np);
+#endif
   pack_cols_impl<T>(xg, g, taps, p0, np, k0, k1, cols, k1 - k_base, k_base, np);
 }
 
@@ -466,9 +547,14 @@ inline void forward_block(const T* w, const T* panels, const T* b, T* y, const C
 //    kColBytes) and runs every tile x channel block (the tile's kc x TW columns stay in L1 across blocks).
 //    W is packed once per call into OB-channel panels (pack_w_panels): 3-7 % faster than reading its rows
 //    in place at N=8 (R4, R6, R9, R10, X3; measured interleaved, 2 threads), level at N=1.
-//  * shared (few positions, large weights, e.g. R9/R11): per block of kc rows the threads first pack all
-//    positions together, then split the output-channel blocks, so every weight is read about once per call;
-//    it reads W's rows in place (packing them doubled the weight traffic: R11 N=1 1.75 -> 2.18 ms).
+//  * split (few positions, large weights, e.g. R11): the (tile, channel block) pairs, tile-major, are cut
+//    into one contiguous range per thread; a thread packs the few tiles of its range itself (a tile cut
+//    between two threads is packed by both) and reads W's rows in place (packing them doubled the weight
+//    traffic: R11 N=1 1.75 -> 2.18 ms). This replaced a shared schedule (all threads packed one block, then
+//    split the channel blocks), whose every thread read the block the other had half written: on this VM,
+//    whenever its two vCPUs sat on distant cores (a cross-core round trip of ~380 ns, not ~80), R11 N=8 fwd
+//    went from 4.7 to 5.3 ms. Same process, 2 threads, us, shared -> split: R11 N=8 fwd 4312 -> 4280,
+//    grad_input (flipped) 4832 -> 4867; N=1 fwd 704 -> 649.
 // Between k blocks the partial sums go through y. The k order is fixed, so results do not depend on the
 // thread count or the schedule.
 template <typename T, int OB>
@@ -483,29 +569,36 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   int64_t chunks = (tiles_all + p_tiles - 1) / p_tiles;
   const auto image_base = [&](int64_t q, int64_t grp) { return x + ((q / hw) * g.c + grp * g.cg) * g.h * g.w; };
 
-  if (g.groups * chunks < want && nob >= want) {  // shared schedule
-    // Few tiles: take as many rows of k per pass as the shared block allows, so that there are only a
-    // few fork/join pairs per call (each costs microseconds); many tiles: kc rows, more tiles per pass.
-    const int64_t super = std::max<int64_t>(1, kTiledSharedColBytes / (kc * TW * (int64_t)sizeof(T)));  // tiles per pass
-    const int64_t kcs =
-        std::min(K, std::max(kc, kTiledSharedColBytes / (std::min(super, tiles_all) * TW * (int64_t)sizeof(T))));
-    T* const cols = call_workspace<T>(kWsSharedCols, kcs * std::min(super, tiles_all) * TW);  // kept between calls
+  if (g.groups * chunks < want && nob >= want) {  // split schedule
+    // The (tile, output-channel block) pairs of a group, tile-major, in one contiguous range per thread;
+    // each thread packs the tiles its range touches (a tile cut between two threads is packed by both)
+    // for as many rows of k per pass as its block allows, and writes only its own outputs, so a thread
+    // reads no column another thread wrote and there is one fork/join per group, not two per pass.
+    const int64_t nthr = at::get_num_threads(), units = tiles_all * nob;
+    const auto range = [&](int64_t t) { return std::pair<int64_t, int64_t>(units * t / nthr, units * (t + 1) / nthr); };
+    int64_t max_tiles = 1;
+    for (int64_t t = 0; t < nthr; ++t)
+      if (const auto [u0, u1] = range(t); u1 > u0) max_tiles = std::max(max_tiles, (u1 - 1) / nob - u0 / nob + 1);
+    const int64_t kcs = std::min(K, std::max(kc, kTiledThreadColBytes / (max_tiles * TW * (int64_t)sizeof(T))));
+    T* const all_cols = call_workspace<T>(kWsSharedCols, nthr * kcs * max_tiles * TW);  // kept between calls
     for (int64_t grp = 0; grp < g.groups; ++grp)
-      for (int64_t t0 = 0; t0 < tiles_all; t0 += super) {
-        const int64_t nt = std::min(super, tiles_all - t0), q0 = t0 * TW, np = std::min(nt * TW, total - q0);
-        for (int64_t k0 = 0; k0 < K; k0 += kcs) {
-          const int64_t nk = std::min(K, k0 + kcs) - k0;
-          at::parallel_for(0, nk, 8, [&](int64_t kb, int64_t ke) {
-            pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0 + kb, k0 + ke, cols, nk, k0);
-          });
-          at::parallel_for(0, nob, 1, [&](int64_t ob_begin, int64_t ob_end) {
-            for (int64_t tile = 0; tile < nt; ++tile)
-              for (int64_t ob = ob_begin; ob < ob_end; ++ob)
-                forward_block<T, OB>(w, nullptr, b, y, g, zero_row.data(), grp, ob, k0, nk, cols + tile * nk * TW,
-                                     q0 + tile * TW, std::min(TW, np - tile * TW));
-          });
+      at::parallel_for(0, nthr, 1, [&](int64_t t_begin, int64_t t_end) {
+        for (int64_t t = t_begin; t < t_end; ++t) {
+          const auto [u0, u1] = range(t);
+          if (u1 <= u0) continue;
+          const int64_t ta = u0 / nob, q0 = ta * TW, np = std::min(((u1 - 1) / nob + 1) * TW, total) - q0;
+          T* const cols = all_cols + t * kcs * max_tiles * TW;
+          for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+            const int64_t nk = std::min(K, k0 + kcs) - k0;
+            pack_cols<T, TW>(image_base(q0, grp), g, taps, q0 % hw, np, k0, k0 + nk, cols);
+            for (int64_t u = u0; u < u1; ++u) {
+              const int64_t tile = u / nob;
+              forward_block<T, OB>(w, nullptr, b, y, g, zero_row.data(), grp, u % nob, k0, nk,
+                                   cols + (tile - ta) * nk * TW, tile * TW, std::min(TW, total - tile * TW));
+            }
+          }
         }
-      }
+      });
     return;
   }
   // local schedule: positions first, then output channels, then smaller chunks
@@ -2357,9 +2450,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       out.emplace_back("implicit GEMM, BLAS products of per-image column blocks (forward_images_blas)",
                        threads * images_blas_k_rows(g, itemsize) * g.ho * g.wo * itemsize);
       break;
-    case Fwd::Tiled: {  // local schedule: the packed weight panels; shared: one column block
+    case Fwd::Tiled: {  // local schedule: the packed weight panels; split: a column block per thread
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
-      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, kTiledSharedColBytes));
+      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
       break;
     }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
@@ -2388,7 +2481,7 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       const ConvGeom t = transposed_geometry(g);
       const int64_t ob = t.og >= 6 ? 8 : t.og >= 3 ? 4 : 1, panels = t.groups * ((t.og + ob - 1) / ob) * ob * t.cg * khw * itemsize;
       out.emplace_back("implicit GEMM over packed column tiles of the flipped weights (forward_tiled)",
-                       wbytes + tiles + std::max(panels, kTiledSharedColBytes));
+                       wbytes + tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
       break;
     }
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;

@@ -12,7 +12,7 @@ enum WorkspaceSlot : int {
   kWsPackedWeights = 0,  // corr2d.cpp: W^T panels (grad_input_tiled)
   kWsForwardPanels,      // corr2d.cpp: W as OB-channel panels (forward_tiled)
   kWsFlippedWeights,     // corr2d.cpp: flipped, transposed W (grad_input_rows)
-  kWsSharedCols,         // corr2d.cpp: forward_tiled's shared column block, forward_columns_blas' column block,
+  kWsSharedCols,         // corr2d.cpp: forward_tiled's per-thread column blocks, forward_columns_blas' column block,
                          // forward_images_blas' per-thread column blocks
   kWsBlasAccumulator,    // corr2d.cpp: forward_columns_blas' output accumulator (several images)
   kWsWinogradData,       // winograd.cpp: transformed input V of one chunk (or one image per thread)

@@ -1520,3 +1520,39 @@ def test_winograd_products_every_tile_remainder(n, c, o, h, w, dtype):
     xd = x.double().requires_grad_()
     (want,) = torch.autograd.grad(F.conv2d(xd, wt.double(), None, 1, 1), (xd,), gy.double())
     assert_rel_close(gx, want, rel=1e-4 if dtype == torch.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("algo", ["implicit_gemm", "im2col"])
+@pytest.mark.parametrize("n,c,o,h,w,k,pad,dil", [
+    (3, 8, 24, 3, 3, 3, (1, 1, 1, 1), 1),     # 9 positions per image: one vector spans several images
+    (2, 12, 20, 5, 9, 3, (1, 1, 1, 1), 1),    # rows of 9 cut at vector and tile edges
+    (2, 8, 16, 28, 27, 3, (2, 0, 1, 1), 1),   # asymmetric padding that keeps the size
+    (3, 6, 16, 12, 12, 3, (2, 2, 2, 2), 2),   # dilation 2
+    (2, 4, 16, 6, 6, 5, (2, 2, 2, 2), 1),     # 5x5
+    (3, 40, 48, 7, 5, 3, (0, 2, 2, 0), 1),    # padding all on one side per axis
+    (5, 64, 72, 7, 7, 3, (1, 1, 1, 1), 1),    # R11-like: forward_tiled's split schedule, a tile cut between threads
+])
+def test_same_size_column_packing(threads, n, c, o, h, w, k, pad, dil, algo, dtype):
+    # stride 1 with the output the input's size: the column tiles are masked vector loads of the flattened
+    # image (corr2d.cpp pack_cols_same), forward, grad_input (flipped weights: the same packing of dY) and
+    # grad_weight, against float64, and (implicit GEMM; im2col's products are BLAS calls) identical at 1, 2
+    # and 3 threads
+    x, wt = rand(n, c, h, w, seed=91, dtype=dtype), rand(o, c, k, k, seed=92, dtype=dtype)
+    b, gy = rand(o, seed=93, dtype=dtype), rand(n, o, h, w, seed=94, dtype=dtype)
+    args = ([1, 1], list(pad), [dil, dil], 1)
+    runs = []
+    for nt in (1, 2, 3):
+        torch.set_num_threads(nt)
+        y = ops.corr2d(x, wt, b, *args, algo)
+        runs.append((y, *ops.corr2d_backward(gy, x, wt, *args, [True, True, False], algo)[:2]))
+    for other in runs[1:] if algo == "implicit_gemm" else []:
+        for name, r1, r2 in zip(("output", "grad_input", "grad_weight"), runs[0], other):
+            assert torch.equal(r1, r2), f"{name} differs with the thread count"
+    xd, wd = x.double().requires_grad_(), wt.double().requires_grad_()
+    ref = F.conv2d(F.pad(xd, (pad[2], pad[3], pad[0], pad[1])), wd, b.double(), 1, 0, dil)
+    assert ref.shape == runs[0][0].shape
+    gx_ref, gw_ref = torch.autograd.grad(ref, (xd, wd), gy.double())
+    rel = 1e-4 if dtype == torch.float32 else 1e-10
+    for got, want in zip(runs[0], (ref, gx_ref, gw_ref)):
+        assert_rel_close(got, want, rel)
