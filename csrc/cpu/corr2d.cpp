@@ -829,8 +829,9 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // through a zero-padded C x TW copy, so no load passes the end of x. An output larger than the threads' L2
 // (threads x kL2Bytes) is written with non-temporal stores (vstore_stream): it would leave the caches anyway,
 // and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x the time; R2 N=8
-// 0.94x; in-process A/B, 9 rounds). Tasks of up to kPwTiles = 4 tiles (was 8): R4 at N=1 has 49 tiles, and 7
-// tasks of 7 split 4:3 over two threads. Workspace: the packed weights (one copy, rounded up to whole blocks)
+// 0.94x; in-process A/B, 9 rounds). Tasks of up to kPwTiles = 4 tiles (was 8), their count a multiple of the
+// thread count with the tiles cut evenly: R4 at N=1 has 49 tiles, which 13 tasks of 4 split 28:21 over two
+// threads; 14 tasks split them 24:25 (R4 N=1 fwd 279 -> 254 us, grad_input 288 -> 273, R2 N=1 fwd 83 -> 77). Workspace: the packed weights (one copy, rounded up to whole blocks)
 // and the tail tile. Summation order per output: bias, then c ascending.
 constexpr int kPwOB = 6, kPwNV = 4;
 constexpr int64_t kPwTiles = 4;
@@ -907,13 +908,17 @@ void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const Conv
   const int64_t want = 4 * at::get_num_threads();
   const bool stream = g.n * d.out_ch * hw * int64_t(sizeof(T)) >= at::get_num_threads() * kL2Bytes;
   const int64_t tpt = std::max<int64_t>(1, std::min(kPwTiles, (g.n * g.groups * tiles + want - 1) / want));
-  const int64_t chunks = (tiles + tpt - 1) / tpt;
+  int64_t chunks = (tiles + tpt - 1) / tpt;
+  if (const int64_t nt = at::get_num_threads(); nt > 1) {  // a multiple of the thread count, tiles cut evenly
+    const int64_t m = nt / std::gcd(nt, g.n * g.groups);
+    chunks = std::min(tiles, (chunks + m - 1) / m * m);
+  }
   const int64_t pf_step = (d.red + oblocks - 1) / oblocks;  // input channels of the next tile per block
   at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> tail;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t grp = (t / chunks) % g.groups, n = t / (chunks * g.groups);
-      const int64_t p0 = t % chunks * tpt * TW, p1 = std::min(hw, p0 + tpt * TW);
+      const int64_t p0 = t % chunks * tiles / chunks * TW, p1 = std::min(hw, (t % chunks + 1) * tiles / chunks * TW);
       const T* xg = x + (n * d.in_ch + grp * d.red) * hw;
       const T* wg = wp.data() + grp * oblocks * d.red * kPwOB;
       const T* bg = b ? b + grp * d.rows : nullptr;
