@@ -50,8 +50,8 @@
 // algo="direct" | "implicit_gemm" | "im2col" | "winograd" forces a family (see make_plan); "im2col" is the
 // textbook column matrix + BLAS, the only path with an im2col-sized buffer, never chosen by "auto".
 // Workspace per call: forward, per-task input slabs or column tiles of about kColBytes, or a column block
-// of kTiledThreadColBytes per thread (forward_tiled); grad_input, one packed copy of W^T (or the flipped W; kept between calls by the calling
-// thread, see workspace.h) plus per-task tiles;
+// of kTiledThreadColBytes per thread (forward_tiled); grad_input, one packed copy of W^T (or the flipped W;
+// kept between calls by the calling thread, see workspace.h) plus per-task tiles;
 // grad_weight, per-task column and accumulator tiles of about kColBytes each (flat: plus 4 partial copies
 // of grad_weight, one per fixed block of images; channel lanes: one chunk of images' blocked dY, and a
 // grad_weight-sized buffer of partial sums where there is more than one block; tiled: plus one packed copy of dY up to kSharedGyBytes).
@@ -112,7 +112,7 @@ constexpr int64_t kSharedColBytes = 1 << 20;
 // 4656 us (1 MiB blocks per thread now give 2 passes of 2304 rows, the same 2 MiB at 2 threads); 128- and
 // 256-row passes were 1.2-1.6x slower.
 constexpr int64_t kTiledThreadColBytes = 1 << 20;
-constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size  // column block packed by all threads together (shared schedule)
+constexpr int64_t kSharedGyBytes = 32 << 20;  // grad_weight: dY packed once for all tasks up to this size
 // Channels per group at or below which the direct-rows forward/grad_input and the positions-as-lanes
 // grad_weight replace the packed-tile GEMMs (their register blocks cover up to 16 channels in 1-2 passes).
 constexpr int64_t kFewChannels = 16;
@@ -271,9 +271,10 @@ void pack_cols_same(const T* xg, const ConvGeom& g, int64_t p0, int64_t np, int6
     for (int64_t s = 0; s < ns; ++s) A::store(base + segs[s].dst, lanes[s], A::loadz(vm[s], xc + segs[s].src));
     if (rest) {  // positions past np up to the end of the last tile are zero
       T* const dst = base + (np / TW) * nk * TW;
-      for (int64_t v = rest / L * L; v < TW; v += L)
-        A::store(dst + v, static_cast<M>(lanes_mask<T>(std::min(L, TW - v)) & ~lanes_mask<T>(std::max<int64_t>(rest - v, 0))),
-                 A::splat(T(0)));
+      for (int64_t v = rest / L * L; v < TW; v += L) {
+        const auto keep = lanes_mask<T>(std::max<int64_t>(rest - v, 0));  // lanes below rest hold positions
+        A::store(dst + v, static_cast<M>(lanes_mask<T>(std::min(L, TW - v)) & ~keep), A::splat(T(0)));
+      }
     }
   }
 }
@@ -553,8 +554,9 @@ inline void forward_block(const T* w, const T* panels, const T* b, T* y, const C
 //    traffic: R11 N=1 1.75 -> 2.18 ms). This replaced a shared schedule (all threads packed one block, then
 //    split the channel blocks), whose every thread read the block the other had half written: on this VM,
 //    whenever its two vCPUs sat on distant cores (a cross-core round trip of ~380 ns, not ~80), R11 N=8 fwd
-//    went from 4.7 to 5.3 ms. Same process, 2 threads, us, shared -> split: R11 N=8 fwd 4312 -> 4280,
-//    grad_input (flipped) 4832 -> 4867; N=1 fwd 704 -> 649.
+//    went from 4.7 to 5.3 ms (split: 4.25 ms there, as in fast phases). Same process, 2 threads, us, shared
+//    -> split: R11 N=8 fwd 4312 -> 4280, grad_input (flipped) 4832 -> 4867; N=1 fwd 704 -> 649. Channel-major
+//    ranges (each thread packs every tile, reads its share of W) were slower: N=8 fwd 4597, N=1 690.
 // Between k blocks the partial sums go through y. The k order is fixed, so results do not depend on the
 // thread count or the schedule.
 template <typename T, int OB>
@@ -831,8 +833,9 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x the time; R2 N=8
 // 0.94x; in-process A/B, 9 rounds). Tasks of up to kPwTiles = 4 tiles (was 8), their count a multiple of the
 // thread count with the tiles cut evenly: R4 at N=1 has 49 tiles, which 13 tasks of 4 split 28:21 over two
-// threads; 14 tasks split them 24:25 (R4 N=1 fwd 279 -> 254 us, grad_input 288 -> 273, R2 N=1 fwd 83 -> 77). Workspace: the packed weights (one copy, rounded up to whole blocks)
-// and the tail tile. Summation order per output: bias, then c ascending.
+// threads; 14 tasks split them 24:25 (R4 N=1 fwd 279 -> 254 us, grad_input 288 -> 273, R2 N=1 fwd 83 -> 77).
+// Workspace: the packed weights (one copy, rounded up to whole blocks) and the tail tile. Summation order
+// per output: bias, then c ascending.
 constexpr int kPwOB = 6, kPwNV = 4;
 constexpr int64_t kPwTiles = 4;
 
@@ -2457,7 +2460,8 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     case Fwd::Tiled: {  // local schedule: the packed weight panels; split: a column block per thread
       const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
-      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
+      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)",
+                       tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
       break;
     }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
