@@ -17,10 +17,12 @@
 // 3x3 correlation over the input rows and columns of one residue, tiled like dilation 1 on a grid dh (dw)
 // times coarser, so the transforms gather and scatter with strides dh, dw and nothing is copied. Tiles are
 // numbered image, phase row, tile row, phase column, tile column (one task's row of tiles is contiguous).
-// Two schedules (winograd_by_images): from 8 images, where an image's V and M outweigh U and fit 16 MiB, one
-// image per work item, each thread in its own V and M (workspace U + V + M of one image per thread); else
-// images in chunks so that V and M stay within kChunkBytes (V is 36/16 = 2.25x the input chunk, M 2.25x the
-// output chunk), each pass over all threads (workspace U (36/9 = 4x the weights) + V + M of one chunk).
+// Three forward schedules: from 8 images, where an image's V and M outweigh U and fit 16 MiB, one image per
+// work item, each thread in its own V and M (winograd_by_images; workspace U + V + M of one image per
+// thread); else, with at least 48 tiles per thread, one range of tile rows per thread, in pieces of >= 96
+// tiles in its own V and M (winograd_by_rows; U + V + M of one piece per thread); else images in chunks so
+// that V and M stay within kForwardChunkBytes (V is 36/16 = 2.25x the input chunk, M 2.25x the output
+// chunk), each pass over all threads (U (36/9 = 4x the weights) + V + M of one chunk).
 // grad_weight always runs the chunks. Workspaces are kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
 // 1/24; the fp32 error is about 1e-6..1e-5 relative to the output's scale (tested against float64).
 #include <ATen/ATen.h>
@@ -378,44 +380,47 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
   }
 }
 
-// The passes over images n0 .. n0 + nimg: every (image, channel, row of tiles) in parallel, between the
-// images' x, dY or y and V[xi][c][tile], Z[xi][o][tile] or M[xi][o][tile] over their tiles. Inside a
-// parallel region (one image per work item) they run inline.
+// The passes over rows r0 .. r1 of tiles (r = image * rows + row, rows = ph * th per image; a row's pw * tw
+// tiles are contiguous), between the images' x, dY or y and V[xi][c - c0][tile], Z[xi][o][tile] or
+// M[xi][o - o0][tile] over those rows' tiles, every (channel, row) in parallel. Inside a parallel region
+// they run inline.
 template <typename T>
-void input_transform(const T* x, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* v) {
-  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
-  at::parallel_for(0, nimg * g.c * rows, 1, [&](int64_t begin, int64_t end) {
+void input_transform(const T* x, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1, int64_t c0,
+                     int64_t c1, T* v) {
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nr = r1 - r0, tiles = nr * row_tiles;
+  at::parallel_for(0, (c1 - c0) * nr, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> p(row_scratch<T>(wt)), q(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t row = t % rows, c = (t / rows) % g.c, nl = t / (rows * g.c);
-      input_row(x + ((n0 + nl) * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th,
-                v + c * tiles + (nl * rows + row) * row_tiles, g.c * tiles, p.data(), q.data());
+      const int64_t rl = t % nr, c = c0 + t / nr, r = r0 + rl, n = r / rows, row = r % rows;
+      input_row(x + (n * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th, v + (c - c0) * tiles + rl * row_tiles,
+                (c1 - c0) * tiles, p.data(), q.data());
     }
   });
 }
 
 template <typename T>
-void output_transform(const T* m, const T* bp, T* yp, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt) {
-  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
-  at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
+void output_transform(const T* m, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1,
+                      int64_t o0, int64_t o1) {
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nr = r1 - r0, tiles = nr * row_tiles;
+  at::parallel_for(0, (o1 - o0) * nr, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t row = t % rows, o = (t / rows) % g.o, nl = t / (rows * g.o);
-      output_row(m + o * tiles + (nl * rows + row) * row_tiles, g.o * tiles, bp ? bp[o] : T(0), g, wt, row / wt.th,
-                 row % wt.th, yp + ((n0 + nl) * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
+      const int64_t rl = t % nr, o = o0 + t / nr, r = r0 + rl, n = r / rows, row = r % rows;
+      output_row(m + (o - o0) * tiles + rl * row_tiles, (o1 - o0) * tiles, bp ? bp[o] : T(0), g, wt, row / wt.th,
+                 row % wt.th, yp + (n * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
     }
   });
 }
 
 template <typename T>
-void grad_output_transform(const T* gy, const ConvGeom& g, int64_t n0, int64_t nimg, const WinoTiles& wt, T* z) {
-  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, tiles = nimg * wt.per_image;
-  at::parallel_for(0, nimg * g.o * rows, 1, [&](int64_t begin, int64_t end) {
+void grad_output_transform(const T* gy, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1, T* z) {
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nr = r1 - r0, tiles = nr * row_tiles;
+  at::parallel_for(0, g.o * nr, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> d(row_scratch<T>(wt)), r(row_scratch<T>(wt)), q(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t row = t % rows, o = (t / rows) % g.o, nl = t / (rows * g.o);
-      grad_output_row(gy + ((n0 + nl) * g.o + o) * g.ho * g.wo, g, wt, row / wt.th, row % wt.th,
-                      z + o * tiles + (nl * rows + row) * row_tiles, g.o * tiles, d.data(), r.data(), q.data());
+      const int64_t rl = t % nr, o = t / nr, rg = r0 + rl, n = rg / rows, row = rg % rows;
+      grad_output_row(gy + (n * g.o + o) * g.ho * g.wo, g, wt, row / wt.th, row % wt.th, z + o * tiles + rl * row_tiles,
+                      g.o * tiles, d.data(), r.data(), q.data());
     }
   });
 }
@@ -479,7 +484,8 @@ void gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda
 constexpr int kProductRows = 8, kProductVectors = 3, kProductColsTiles = 12;
 
 template <typename T, int NV>
-inline void product_block(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
+inline void product_block(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
+                          int64_t t0) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   for (int64_t o0 = 0; o0 < og; o0 += kProductRows) {
@@ -489,7 +495,7 @@ inline void product_block(const T* ut, int64_t og, int64_t cg, const T* v, int64
     V acc[kProductRows][NV] = {};
     const T* b = v + t0;
     const T* a = ut;
-    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += ldu) {
       V bv[NV];
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) bv[j] = vload(b + j * L);
@@ -509,7 +515,8 @@ inline void product_block(const T* ut, int64_t og, int64_t cg, const T* v, int64
 }
 
 template <typename T, int NT>
-inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
+inline void product_cols(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
+                         int64_t t0) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   for (int64_t o0 = 0; o0 < og; o0 += 2 * L) {
@@ -517,7 +524,7 @@ inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_
     V acc[NT][2] = {};
     const T* b = v + t0;
     const T* a = ut + o0;
-    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += ldu) {
       const V u0 = n0 == L ? vload(a) : load_n(a, n0);
       const V u1 = n1 == L ? vload(a + L) : n1 > 0 ? load_n(a + L, n1) : V{};
 #pragma GCC unroll 12
@@ -536,28 +543,28 @@ inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_
 }
 
 template <typename T, int NT = kProductColsTiles>
-void product_cols_n(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0,
-                    int64_t n) {
+void product_cols_n(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
+                    int64_t t0, int64_t n) {
   if constexpr (NT > 0) {
-    if (n == NT) return product_cols<T, NT>(ut, og, cg, v, ldv, m, ldm, t0);
-    return product_cols_n<T, NT - 1>(ut, og, cg, v, ldv, m, ldm, t0, n);
+    if (n == NT) return product_cols<T, NT>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
+    return product_cols_n<T, NT - 1>(ut, ldu, og, cg, v, ldv, m, ldm, t0, n);
   }
 }
 
 template <typename T>
-void product(int64_t og, int64_t cg, int64_t nt, const T* ut, const T* v, int64_t ldv, T* m, int64_t ldm) {
+void product(int64_t og, int64_t cg, int64_t nt, const T* ut, int64_t ldu, const T* v, int64_t ldv, T* m, int64_t ldm) {
   constexpr int64_t L = Simd<T>::L, TW = kProductVectors * L;
   int64_t t0 = 0;
-  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors>(ut, og, cg, v, ldv, m, ldm, t0);
+  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
   if (nt - t0 >= 2 * L) {
-    product_block<T, 2>(ut, og, cg, v, ldv, m, ldm, t0);
+    product_block<T, 2>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
     t0 += 2 * L;
   } else if (nt - t0 >= L) {
-    product_block<T, 1>(ut, og, cg, v, ldv, m, ldm, t0);
+    product_block<T, 1>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
     t0 += L;
   }
   for (; t0 < nt; t0 += kProductColsTiles)
-    product_cols_n<T>(ut, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
+    product_cols_n<T>(ut, ldu, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
 }
 
 // The forward in image chunks, each pass over all threads (input transform; the 36 * groups products, one
@@ -566,18 +573,74 @@ template <typename T>
 void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
   const int64_t per_image = wt.per_image, img_bytes = 36 * (g.c + g.o) * per_image * (int64_t)sizeof(T);
   const int64_t nchunk = winograd_images_per_chunk(g.n, img_bytes, per_image, /*forward=*/true);
-  const int64_t batches = 36 * g.groups;
+  const int64_t batches = 36 * g.groups, rows = wt.ph * wt.th;
   for (int64_t n0 = 0; n0 < g.n; n0 += nchunk) {
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* m = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
-    input_transform<T>(xp, g, n0, nimg, wt, v);
+    input_transform<T>(xp, g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.c, v);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles, tiles);
+        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, g.og, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
+                   tiles);
     });
-    output_transform<T>(m, bp, yp, g, n0, nimg, wt);
+    output_transform<T>(m, bp, yp, g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.o);
   }
+}
+
+// The forward in ranges of tile rows, one per thread (for shapes that winograd_by_images leaves out, with at
+// least kRowsMinTiles tiles per thread): thread k takes rows [k R / threads, (k + 1) R / threads) of the R
+// rows of tiles of the batch and runs them in pieces of whole rows, each piece's input transform, 36 *
+// groups products and output transform in the thread's own V and M. Nothing one thread writes is read by
+// another (the chunked passes read each other's V and M twice per chunk, the cost the machine's slow
+// phases multiply), and there is one fork/join per call instead of three per chunk. A piece holds at least
+// kRowsPieceTiles tiles (two product blocks of 48), so that U is read once per ~100 tiles, and otherwise as
+// many rows as fit kForwardChunkBytes. Measured (session 21; fwd us, 2 threads, median per phase of the
+// cross-core round trip, rounds interleaved, fast / slow phase), chunked -> rows:
+//   R8 N=8 1920 -> 1872 / 2555 -> 2020      R8 N=2 537 -> 528 / 762 -> 781     R3 N=1 281 -> 274 / 447 -> 383
+//   X3 N=1 395 -> 382 / 559 -> 549         R8 N=1 (25 tiles per thread) 294 -> 464: below kRowsMinTiles.
+// Pieces of 192 tiles in place of 96: R8 N=8 2188 / 2144 (X3 N=2 816 against 681). Whole images at N >= 8
+// (winograd_by_images) stay: R3 N=8 and N=32 level with 192-tile pieces, 2-20 % faster than 96-tile ones.
+// Per-thread ranges of output channels instead (each thread transforming the whole input) were faster in
+// the slow phase (R8 N=1 375 against 439) and slower in the fast one (341 against 290; X3 N=1 503 vs 395).
+// The products sum c in the same order whichever thread or piece holds a tile, so the result does not
+// depend on the thread count or the schedule.
+constexpr int64_t kRowsMinTiles = 48, kRowsPieceTiles = 96;
+
+bool winograd_by_rows(const ConvGeom& g) {
+  return g.n * wino_tiles(g).per_image >= kRowsMinTiles * at::get_num_threads();
+}
+
+// Rows of tiles per piece (rows_forward) for rows of row_bytes transformed values each.
+int64_t rows_per_piece(int64_t per_part, int64_t row_tiles, int64_t row_bytes) {
+  const int64_t by_tiles = (kRowsPieceTiles + row_tiles - 1) / row_tiles;
+  return std::max<int64_t>(1, std::min(per_part, std::max(kForwardChunkBytes / row_bytes, by_tiles)));
+}
+
+template <typename T>
+void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
+  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, total = g.n * rows;
+  const int64_t parts = std::min<int64_t>(at::get_num_threads(), total);
+  const int64_t piece = rows_per_piece((total + parts - 1) / parts, row_tiles, 36 * (g.c + g.o) * row_tiles * (int64_t)sizeof(T));
+  constexpr int64_t kLine = 64 / sizeof(T);  // each part's V and M 64-byte aligned
+  const int64_t vsize = round_to(36 * g.c * piece * row_tiles, kLine), msize = round_to(36 * g.o * piece * row_tiles, kLine);
+  T* const vall = call_workspace<T>(kWsWinogradData, parts * vsize);
+  T* const mall = call_workspace<T>(kWsWinogradProducts, parts * msize);
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      T* const v = vall + part * vsize;  // V[xi][c][tile], M[xi][o][tile] of one piece
+      T* const m = mall + part * msize;
+      const int64_t ra = part * total / parts, rb = (part + 1) * total / parts;
+      for (int64_t r0 = ra; r0 < rb; r0 += piece) {
+        const int64_t r1 = std::min(rb, r0 + piece), tiles = (r1 - r0) * row_tiles;
+        input_transform<T>(xp, g, wt, r0, r1, 0, g.c, v);
+        for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
+          product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, g.og, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
+                     tiles);
+        output_transform<T>(m, bp, yp, g, wt, r0, r1, 0, g.o);
+      }
+    }
+  });
 }
 
 // The forward (and grad_input), one image per work item: a thread transforms the image's input, runs its
@@ -606,8 +669,10 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
   const T* bp = b.defined() ? b.const_data_ptr<T>() : nullptr;
   T* yp = y.mutable_data_ptr<T>();
   if (g.n == 0 || g.ho == 0 || g.wo == 0) return;
-  if (!winograd_by_images(g, sizeof(T))) return winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
-  const int64_t nt = wt.per_image;
+  if (!winograd_by_images(g, sizeof(T)))
+    return winograd_by_rows(g) ? winograd_forward_rows<T>(xp, up, bp, yp, g, wt)
+                               : winograd_forward_chunked<T>(xp, up, bp, yp, g, wt);
+  const int64_t nt = wt.per_image, rows = wt.ph * wt.th;
   // each thread's V and M start 64-byte apart from the first's, so the products see the same alignment
   // whichever thread runs an image
   constexpr int64_t kLine = 64 / sizeof(T);
@@ -621,10 +686,10 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     T* const v = vall + tid * vsize;  // V[xi][c][tile], M[xi][o][tile] of one image
     T* const m = mall + tid * msize;
     for (int64_t n = begin; n < end; ++n) {
-      input_transform<T>(xp, g, n, 1, wt, v);
+      input_transform<T>(xp, g, wt, n * rows, (n + 1) * rows, 0, g.c, v);
       for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
-      output_transform<T>(m, bp, yp, g, n, 1, wt);
+        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, g.og, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
+      output_transform<T>(m, bp, yp, g, wt, n * rows, (n + 1) * rows, 0, g.o);
     }
   });
 }
@@ -682,8 +747,9 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* z = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
-    input_transform<T>(x.const_data_ptr<T>(), g, n0, nimg, wt, v);
-    grad_output_transform<T>(gy.const_data_ptr<T>(), g, n0, nimg, wt, z);
+    const int64_t rows = wt.ph * wt.th;
+    input_transform<T>(x.const_data_ptr<T>(), g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.c, v);
+    grad_output_transform<T>(gy.const_data_ptr<T>(), g, wt, n0 * rows, (n0 + nimg) * rows, z);
     const T beta = n0 == 0 ? T(0) : T(1);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {  // chunks in order: deterministic sums
       for (int64_t i = begin; i < end; ++i)  // dU = Z V^T, row-major: as column-major dU^T = V Z^T (+ dU^T)
@@ -756,9 +822,16 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward) {
   const int64_t per_image = wino_tiles(g).per_image, img_bytes = 36 * (g.c + g.o) * per_image * itemsize;
-  const int64_t images = forward && winograd_by_images(g, itemsize) ? std::min<int64_t>(at::get_num_threads(), g.n)
-                                                          : winograd_images_per_chunk(g.n, img_bytes, per_image, forward);
-  return 36 * g.o * g.cg * itemsize + images * img_bytes;
+  const int64_t ubytes = 36 * g.o * g.cg * itemsize;
+  if (forward && winograd_by_images(g, itemsize)) return ubytes + std::min<int64_t>(at::get_num_threads(), g.n) * img_bytes;
+  if (forward && winograd_by_rows(g)) {
+    const WinoTiles wt = wino_tiles(g);
+    const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, total = g.n * rows;
+    const int64_t parts = std::min<int64_t>(at::get_num_threads(), total);
+    const int64_t row_bytes = 36 * (g.c + g.o) * row_tiles * itemsize;
+    return ubytes + parts * rows_per_piece((total + parts - 1) / parts, row_tiles, row_bytes) * row_bytes;
+  }
+  return ubytes + winograd_images_per_chunk(g.n, img_bytes, per_image, forward) * img_bytes;
 }
 
 void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const ConvGeom& g) {

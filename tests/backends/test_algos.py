@@ -911,6 +911,37 @@ def test_winograd_one_image_per_work_item(dtype):
         assert_rel_close(got, want, tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,w,pad,dil,groups", [
+    (3, 64, 96, 20, 23, (1, 1, 1, 1), (1, 1), 1),   # 90 tiles: ranges of tile rows at 1 thread, chunks at 2 and 3
+    (4, 128, 128, 28, 28, (1, 1, 1, 1), (1, 1), 1),  # R8-like, 28 rows of 7 tiles: ranges cut inside images
+    (5, 64, 64, 30, 30, (2, 2, 2, 2), (2, 2), 2),    # 4 dilation phases, groups: 96-tile pieces cut mid-image
+    (6, 32, 40, 26, 13, (0, 2, 1, 1), (1, 2), 1),    # uneven padding, 2 column phases, a short last piece
+])
+def test_winograd_forward_schedules(threads, n, c, o, h, w, pad, dil, groups, dtype):
+    # Fewer than 8 images: the forward and grad_input run per-thread ranges of tile rows (winograd.cpp
+    # winograd_forward_rows) where each thread gets >= 48 tiles, else the chunked passes; which one depends on
+    # the thread count, and the result must not: identical at 1, 2 and 3 threads, and against float64.
+    x, wt = rand(n, c, h, w, seed=95, dtype=dtype), rand(o, c // groups, 3, 3, seed=96, dtype=dtype)
+    b = rand(o, seed=97, dtype=dtype)
+    args = ([1, 1], list(pad), list(dil), groups)
+    runs = []
+    for nt in (1, 2, 3):
+        torch.set_num_threads(nt)
+        y = ops.corr2d(x, wt, b, *args, "winograd")
+        gy = rand(*y.shape, seed=98, dtype=dtype)
+        runs.append((y, ops.corr2d_backward(gy, x, wt, *args, [True, False, False], "winograd")[0]))
+    for other in runs[1:]:
+        for name, r1, r2 in zip(("output", "grad_input"), runs[0], other):
+            assert torch.equal(r1, r2), f"{name} differs with the thread count"
+    xd = x.double().requires_grad_()
+    ref = F.conv2d(F.pad(xd, (pad[2], pad[3], pad[0], pad[1])), wt.double(), b.double(), 1, 0, dil, groups)
+    (gx_ref,) = torch.autograd.grad(ref, (xd,), gy.double())
+    rel = 1e-4 if dtype == torch.float32 else 1e-10
+    assert_rel_close(runs[0][0], ref, rel)
+    assert_rel_close(runs[0][1], gx_ref, rel)
+
+
 def test_winograd_skips_empty_dilation_phases():
     # a dilation past the output's size: only the phases with outputs are tiled (forced), and auto does not
     # take Winograd where most of its tiles' outputs would be dropped
