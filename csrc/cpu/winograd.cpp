@@ -698,6 +698,11 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 // dL/dU[xi][o][c] = sum over tiles of Z[xi][o][tile] V[xi][c][tile] with Z = A dY_tile A^T (dY zero past
 // the output's edge), and grad_weight = G^T dL/dU G. Z: a task owns one image, output channel and row of
 // tiles (A down the 4 rows, vectorised along the row, then A along each tile's 4 columns).
+// The chunks' passes share V and Z between the threads, which costs 25-50 % in the machine's slow phases
+// (session 21, us, fast / slow: R8 N=8 3369 / 4220, R3 N=8 3342 / 5031, R3 N=1 444 / 680). Per-thread blocks
+// of 32 or 64 input channels (each thread its own V rows and a whole Z, BLAS per block, nothing shared) were
+// slower in the fast phase (R8 N=8 4067 / 3874, R3 N=1 530 / 509, R8 N=1 630 / 580) and not reliably
+// faster in the slow one (R8 N=8 4343 / 4149, R3 N=1 609 / 989), so the shared passes stay.
 
 // gw[p][i][j] = (G^T dU_p G)[i][j] for the P = O*Cg kernels, dU[xi][p]; lanes = kernels, as weight_transform.
 template <typename T>
