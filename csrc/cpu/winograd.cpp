@@ -381,32 +381,29 @@ void grad_output_row(const T* go, const ConvGeom& g, const WinoTiles& wt, int64_
 }
 
 // The passes over rows r0 .. r1 of tiles (r = image * rows + row, rows = ph * th per image; a row's pw * tw
-// tiles are contiguous), between the images' x, dY or y and V[xi][c - c0][tile], Z[xi][o][tile] or
-// M[xi][o - o0][tile] over those rows' tiles, every (channel, row) in parallel. Inside a parallel region
-// they run inline.
+// tiles are contiguous), between the images' x, dY or y and V[xi][c][tile], Z[xi][o][tile] or M[xi][o][tile]
+// over those rows' tiles, every (channel, row) in parallel. Inside a parallel region they run inline.
 template <typename T>
-void input_transform(const T* x, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1, int64_t c0,
-                     int64_t c1, T* v) {
+void input_transform(const T* x, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1, T* v) {
   const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nr = r1 - r0, tiles = nr * row_tiles;
-  at::parallel_for(0, (c1 - c0) * nr, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.c * nr, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> p(row_scratch<T>(wt)), q(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t rl = t % nr, c = c0 + t / nr, r = r0 + rl, n = r / rows, row = r % rows;
-      input_row(x + (n * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th, v + (c - c0) * tiles + rl * row_tiles,
-                (c1 - c0) * tiles, p.data(), q.data());
+      const int64_t rl = t % nr, c = t / nr, r = r0 + rl, n = r / rows, row = r % rows;
+      input_row(x + (n * g.c + c) * g.h * g.w, g, wt, row / wt.th, row % wt.th, v + c * tiles + rl * row_tiles,
+                g.c * tiles, p.data(), q.data());
     }
   });
 }
 
 template <typename T>
-void output_transform(const T* m, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1,
-                      int64_t o0, int64_t o1) {
+void output_transform(const T* m, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt, int64_t r0, int64_t r1) {
   const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, nr = r1 - r0, tiles = nr * row_tiles;
-  at::parallel_for(0, (o1 - o0) * nr, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.o * nr, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> s0(row_scratch<T>(wt)), s1(row_scratch<T>(wt));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t rl = t % nr, o = o0 + t / nr, r = r0 + rl, n = r / rows, row = r % rows;
-      output_row(m + (o - o0) * tiles + rl * row_tiles, (o1 - o0) * tiles, bp ? bp[o] : T(0), g, wt, row / wt.th,
+      const int64_t rl = t % nr, o = t / nr, r = r0 + rl, n = r / rows, row = r % rows;
+      output_row(m + o * tiles + rl * row_tiles, g.o * tiles, bp ? bp[o] : T(0), g, wt, row / wt.th,
                  row % wt.th, yp + (n * g.o + o) * g.ho * g.wo, s0.data(), s1.data());
     }
   });
@@ -484,8 +481,7 @@ void gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda
 constexpr int kProductRows = 8, kProductVectors = 3, kProductColsTiles = 12;
 
 template <typename T, int NV>
-inline void product_block(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
-                          int64_t t0) {
+inline void product_block(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   for (int64_t o0 = 0; o0 < og; o0 += kProductRows) {
@@ -495,7 +491,7 @@ inline void product_block(const T* ut, int64_t ldu, int64_t og, int64_t cg, cons
     V acc[kProductRows][NV] = {};
     const T* b = v + t0;
     const T* a = ut;
-    for (int64_t c = 0; c < cg; ++c, b += ldv, a += ldu) {
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
       V bv[NV];
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) bv[j] = vload(b + j * L);
@@ -515,8 +511,7 @@ inline void product_block(const T* ut, int64_t ldu, int64_t og, int64_t cg, cons
 }
 
 template <typename T, int NT>
-inline void product_cols(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
-                         int64_t t0) {
+inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0) {
   using V = typename Simd<T>::V;
   constexpr int64_t L = Simd<T>::L;
   for (int64_t o0 = 0; o0 < og; o0 += 2 * L) {
@@ -524,7 +519,7 @@ inline void product_cols(const T* ut, int64_t ldu, int64_t og, int64_t cg, const
     V acc[NT][2] = {};
     const T* b = v + t0;
     const T* a = ut + o0;
-    for (int64_t c = 0; c < cg; ++c, b += ldv, a += ldu) {
+    for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
       const V u0 = n0 == L ? vload(a) : load_n(a, n0);
       const V u1 = n1 == L ? vload(a + L) : n1 > 0 ? load_n(a + L, n1) : V{};
 #pragma GCC unroll 12
@@ -543,28 +538,28 @@ inline void product_cols(const T* ut, int64_t ldu, int64_t og, int64_t cg, const
 }
 
 template <typename T, int NT = kProductColsTiles>
-void product_cols_n(const T* ut, int64_t ldu, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm,
-                    int64_t t0, int64_t n) {
+void product_cols_n(const T* ut, int64_t og, int64_t cg, const T* v, int64_t ldv, T* m, int64_t ldm, int64_t t0,
+                    int64_t n) {
   if constexpr (NT > 0) {
-    if (n == NT) return product_cols<T, NT>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
-    return product_cols_n<T, NT - 1>(ut, ldu, og, cg, v, ldv, m, ldm, t0, n);
+    if (n == NT) return product_cols<T, NT>(ut, og, cg, v, ldv, m, ldm, t0);
+    return product_cols_n<T, NT - 1>(ut, og, cg, v, ldv, m, ldm, t0, n);
   }
 }
 
 template <typename T>
-void product(int64_t og, int64_t cg, int64_t nt, const T* ut, int64_t ldu, const T* v, int64_t ldv, T* m, int64_t ldm) {
+void product(int64_t og, int64_t cg, int64_t nt, const T* ut, const T* v, int64_t ldv, T* m, int64_t ldm) {
   constexpr int64_t L = Simd<T>::L, TW = kProductVectors * L;
   int64_t t0 = 0;
-  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
+  for (; t0 + TW <= nt; t0 += TW) product_block<T, kProductVectors>(ut, og, cg, v, ldv, m, ldm, t0);
   if (nt - t0 >= 2 * L) {
-    product_block<T, 2>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
+    product_block<T, 2>(ut, og, cg, v, ldv, m, ldm, t0);
     t0 += 2 * L;
   } else if (nt - t0 >= L) {
-    product_block<T, 1>(ut, ldu, og, cg, v, ldv, m, ldm, t0);
+    product_block<T, 1>(ut, og, cg, v, ldv, m, ldm, t0);
     t0 += L;
   }
   for (; t0 < nt; t0 += kProductColsTiles)
-    product_cols_n<T>(ut, ldu, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
+    product_cols_n<T>(ut, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
 }
 
 // The forward in image chunks, each pass over all threads (input transform; the 36 * groups products, one
@@ -578,13 +573,13 @@ void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, cons
     const int64_t nimg = std::min(nchunk, g.n - n0), tiles = nimg * per_image;
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* m = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
-    input_transform<T>(xp, g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.c, v);
+    input_transform<T>(xp, g, wt, n0 * rows, (n0 + nimg) * rows, v);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, g.og, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
+        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
                    tiles);
     });
-    output_transform<T>(m, bp, yp, g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.o);
+    output_transform<T>(m, bp, yp, g, wt, n0 * rows, (n0 + nimg) * rows);
   }
 }
 
@@ -611,19 +606,26 @@ bool winograd_by_rows(const ConvGeom& g) {
   return g.n * wino_tiles(g).per_image >= kRowsMinTiles * at::get_num_threads();
 }
 
-// Rows of tiles per piece (rows_forward) for rows of row_bytes transformed values each.
-int64_t rows_per_piece(int64_t per_part, int64_t row_tiles, int64_t row_bytes) {
+// winograd_forward_rows' split: `parts` ranges over the `total` rows of tiles (row_tiles tiles each), run in
+// pieces of `piece` rows: at least kRowsPieceTiles tiles, or as many as fit kForwardChunkBytes.
+struct RowsPlan {
+  int64_t total, row_tiles, parts, piece;
+};
+RowsPlan rows_plan(const ConvGeom& g, const WinoTiles& wt, int64_t itemsize) {
+  const int64_t total = g.n * wt.ph * wt.th, row_tiles = wt.pw * wt.tw;
+  const int64_t parts = std::min<int64_t>(at::get_num_threads(), total), per_part = (total + parts - 1) / parts;
   const int64_t by_tiles = (kRowsPieceTiles + row_tiles - 1) / row_tiles;
-  return std::max<int64_t>(1, std::min(per_part, std::max(kForwardChunkBytes / row_bytes, by_tiles)));
+  const int64_t by_bytes = kForwardChunkBytes / (36 * (g.c + g.o) * row_tiles * itemsize);
+  return {total, row_tiles, parts, std::max<int64_t>(1, std::min(per_part, std::max(by_bytes, by_tiles)))};
 }
 
 template <typename T>
 void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
-  const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, total = g.n * rows;
-  const int64_t parts = std::min<int64_t>(at::get_num_threads(), total);
-  const int64_t piece = rows_per_piece((total + parts - 1) / parts, row_tiles, 36 * (g.c + g.o) * row_tiles * (int64_t)sizeof(T));
+  const RowsPlan rp = rows_plan(g, wt, sizeof(T));
+  const int64_t total = rp.total, row_tiles = rp.row_tiles, parts = rp.parts, piece = rp.piece;
   constexpr int64_t kLine = 64 / sizeof(T);  // each part's V and M 64-byte aligned
-  const int64_t vsize = round_to(36 * g.c * piece * row_tiles, kLine), msize = round_to(36 * g.o * piece * row_tiles, kLine);
+  const int64_t vsize = round_to(36 * g.c * piece * row_tiles, kLine);
+  const int64_t msize = round_to(36 * g.o * piece * row_tiles, kLine);
   T* const vall = call_workspace<T>(kWsWinogradData, parts * vsize);
   T* const mall = call_workspace<T>(kWsWinogradProducts, parts * msize);
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
@@ -633,11 +635,11 @@ void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const C
       const int64_t ra = part * total / parts, rb = (part + 1) * total / parts;
       for (int64_t r0 = ra; r0 < rb; r0 += piece) {
         const int64_t r1 = std::min(rb, r0 + piece), tiles = (r1 - r0) * row_tiles;
-        input_transform<T>(xp, g, wt, r0, r1, 0, g.c, v);
+        input_transform<T>(xp, g, wt, r0, r1, v);
         for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-          product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, g.og, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
+          product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
                      tiles);
-        output_transform<T>(m, bp, yp, g, wt, r0, r1, 0, g.o);
+        output_transform<T>(m, bp, yp, g, wt, r0, r1);
       }
     }
   });
@@ -686,10 +688,10 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     T* const v = vall + tid * vsize;  // V[xi][c][tile], M[xi][o][tile] of one image
     T* const m = mall + tid * msize;
     for (int64_t n = begin; n < end; ++n) {
-      input_transform<T>(xp, g, wt, n * rows, (n + 1) * rows, 0, g.c, v);
+      input_transform<T>(xp, g, wt, n * rows, (n + 1) * rows, v);
       for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, g.og, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
-      output_transform<T>(m, bp, yp, g, wt, n * rows, (n + 1) * rows, 0, g.o);
+        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
+      output_transform<T>(m, bp, yp, g, wt, n * rows, (n + 1) * rows);
     }
   });
 }
@@ -753,7 +755,7 @@ void winograd_grad_weight(const at::Tensor& x, const at::Tensor& gy, at::Tensor&
     T* v = call_workspace<T>(kWsWinogradData, 36 * g.c * tiles);
     T* z = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
     const int64_t rows = wt.ph * wt.th;
-    input_transform<T>(x.const_data_ptr<T>(), g, wt, n0 * rows, (n0 + nimg) * rows, 0, g.c, v);
+    input_transform<T>(x.const_data_ptr<T>(), g, wt, n0 * rows, (n0 + nimg) * rows, v);
     grad_output_transform<T>(gy.const_data_ptr<T>(), g, wt, n0 * rows, (n0 + nimg) * rows, z);
     const T beta = n0 == 0 ? T(0) : T(1);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {  // chunks in order: deterministic sums
@@ -828,13 +830,11 @@ void winograd_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Te
 int64_t winograd_workspace_bytes(const ConvGeom& g, int64_t itemsize, bool forward) {
   const int64_t per_image = wino_tiles(g).per_image, img_bytes = 36 * (g.c + g.o) * per_image * itemsize;
   const int64_t ubytes = 36 * g.o * g.cg * itemsize;
-  if (forward && winograd_by_images(g, itemsize)) return ubytes + std::min<int64_t>(at::get_num_threads(), g.n) * img_bytes;
+  if (forward && winograd_by_images(g, itemsize))
+    return ubytes + std::min<int64_t>(at::get_num_threads(), g.n) * img_bytes;
   if (forward && winograd_by_rows(g)) {
-    const WinoTiles wt = wino_tiles(g);
-    const int64_t rows = wt.ph * wt.th, row_tiles = wt.pw * wt.tw, total = g.n * rows;
-    const int64_t parts = std::min<int64_t>(at::get_num_threads(), total);
-    const int64_t row_bytes = 36 * (g.c + g.o) * row_tiles * itemsize;
-    return ubytes + parts * rows_per_piece((total + parts - 1) / parts, row_tiles, row_bytes) * row_bytes;
+    const RowsPlan p = rows_plan(g, wino_tiles(g), itemsize);
+    return ubytes + p.parts * p.piece * 36 * (g.c + g.o) * p.row_tiles * itemsize;
   }
   return ubytes + winograd_images_per_chunk(g.n, img_bytes, per_image, forward) * img_bytes;
 }
