@@ -2437,6 +2437,13 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
   const Plan p = make_plan(g, parse_algo(algo), itemsize);
   const int64_t khw = g.kh * g.kw, wbytes = g.o * g.cg * khw * itemsize, threads = at::get_num_threads();
   const int64_t cols = g.n * g.c * khw * g.ho * g.wo * itemsize, tiles = threads * kColBytes;
+  // forward_tiled on geometry t: the local schedule's packed weight panels, or the split one's column block
+  // per thread
+  const auto tiled_bytes = [&](const ConvGeom& t) {
+    const int64_t ob = t.og >= 6 ? 8 : t.og >= 3 ? 4 : 1;
+    const int64_t panels = t.groups * ((t.og + ob - 1) / ob) * ob * t.cg * khw * itemsize;
+    return std::max(panels, threads * kTiledThreadColBytes);
+  };
   std::vector<std::pair<std::string, int64_t>> out;
   switch (p.fwd) {
     case Fwd::Rows: out.emplace_back("direct rows (forward_rows)", tiles); break;
@@ -2458,12 +2465,9 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       out.emplace_back("implicit GEMM, BLAS products of per-image column blocks (forward_images_blas)",
                        threads * images_blas_k_rows(g, itemsize) * g.ho * g.wo * itemsize);
       break;
-    case Fwd::Tiled: {  // local schedule: the packed weight panels; split: a column block per thread
-      const int64_t ob = g.og >= 6 ? 8 : g.og >= 3 ? 4 : 1, panels = g.groups * ((g.og + ob - 1) / ob) * ob * g.cg * khw * itemsize;
-      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)",
-                       tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
+    case Fwd::Tiled:
+      out.emplace_back("implicit GEMM over packed column tiles (forward_tiled)", tiles + tiled_bytes(g));
       break;
-    }
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
     case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3), own products", winograd_workspace_bytes(g, itemsize, true)); break;
   }
@@ -2486,13 +2490,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
                                                       at::get_num_threads() * g.kh * g.kw * g.n * g.ho * g.wo * itemsize *
                                                           grad_input_blas_channels(g, g.n * g.ho * g.wo, itemsize)); break;
     case GradInput::Tiled: out.emplace_back("W^T dY GEMM + col2im tiles (grad_input_tiled)", wbytes + tiles); break;
-    case GradInput::FlippedTiled: {  // W' and forward_tiled's workspace for the transposed problem
-      const ConvGeom t = transposed_geometry(g);
-      const int64_t ob = t.og >= 6 ? 8 : t.og >= 3 ? 4 : 1, panels = t.groups * ((t.og + ob - 1) / ob) * ob * t.cg * khw * itemsize;
+    case GradInput::FlippedTiled:  // W' and forward_tiled's workspace for the transposed problem
       out.emplace_back("implicit GEMM over packed column tiles of the flipped weights (forward_tiled)",
-                       wbytes + tiles + std::max(panels, at::get_num_threads() * kTiledThreadColBytes));
+                       wbytes + tiles + tiled_bytes(transposed_geometry(g)));
       break;
-    }
     case GradInput::Im2col: out.emplace_back("BLAS W^T dY + col2im", cols); break;
     case GradInput::Winograd: out.emplace_back("Winograd of the flipped weights", wbytes + winograd_workspace_bytes(transposed_geometry(g), itemsize, true)); break;
   }

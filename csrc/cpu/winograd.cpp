@@ -562,6 +562,13 @@ void product(int64_t og, int64_t cg, int64_t nt, const T* ut, const T* v, int64_
     product_cols_n<T>(ut, og, cg, v, ldv, m, ldm, t0, std::min<int64_t>(kProductColsTiles, nt - t0));
 }
 
+// Product i = xi * groups + grp of a block of `tiles` tiles (V and M of that block):
+// M_i = U_i V_i, row-major (as column-major M^T = V^T U^T).
+template <typename T>
+inline void product_at(const ConvGeom& g, int64_t i, int64_t tiles, const T* up, const T* v, T* m) {
+  product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles, tiles);
+}
+
 // The forward in image chunks, each pass over all threads (input transform; the 36 * groups products, one
 // per task; output transform), for shapes with too few items to share between threads.
 template <typename T>
@@ -575,9 +582,7 @@ void winograd_forward_chunked(const T* xp, const T* up, const T* bp, T* yp, cons
     T* m = call_workspace<T>(kWsWinogradProducts, 36 * g.o * tiles);
     input_transform<T>(xp, g, wt, n0 * rows, (n0 + nimg) * rows, v);
     at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
-                   tiles);
+      for (int64_t i = begin; i < end; ++i) product_at<T>(g, i, tiles, up, v, m);
     });
     output_transform<T>(m, bp, yp, g, wt, n0 * rows, (n0 + nimg) * rows);
   }
@@ -636,9 +641,7 @@ void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const C
       for (int64_t r0 = ra; r0 < rb; r0 += piece) {
         const int64_t r1 = std::min(rb, r0 + piece), tiles = (r1 - r0) * row_tiles;
         input_transform<T>(xp, g, wt, r0, r1, v);
-        for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-          product<T>(g.og, g.cg, tiles, up + i * g.og * g.cg, v + i * g.cg * tiles, tiles, m + i * g.og * tiles,
-                     tiles);
+        for (int64_t i = 0; i < 36 * g.groups; ++i) product_at<T>(g, i, tiles, up, v, m);
         output_transform<T>(m, bp, yp, g, wt, r0, r1);
       }
     }
@@ -689,8 +692,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     T* const m = mall + tid * msize;
     for (int64_t n = begin; n < end; ++n) {
       input_transform<T>(xp, g, wt, n * rows, (n + 1) * rows, v);
-      for (int64_t i = 0; i < 36 * g.groups; ++i)  // M = U V, row-major: as column-major M^T = V^T U^T
-        product<T>(g.og, g.cg, nt, up + i * g.og * g.cg, v + i * g.cg * nt, nt, m + i * g.og * nt, nt);
+      for (int64_t i = 0; i < 36 * g.groups; ++i) product_at<T>(g, i, nt, up, v, m);
       output_transform<T>(m, bp, yp, g, wt, n * rows, (n + 1) * rows);
     }
   });
