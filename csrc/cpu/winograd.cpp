@@ -2,8 +2,8 @@
 // Each 4x4 output tile comes from a 6x6 input tile d:  Y = A^T [ (G g G^T) . (B^T d B) ] A, so the 144
 // multiply-adds per tile and channel pair of the direct method become 36, done as 36 * groups matrix
 // products of (Og x Cg) transformed weights with (Cg x tiles) transformed inputs.
-//   weights  U[xi][o][c] = (G g G^T)[xi] for the 36 points xi, once per call (the weights change every step):
-//            vector FMAs with lanes = kernels (weight_transform).
+//   weights  U^T[xi][grp][c][o] = (G g G^T)[xi] for the 36 points xi, once per call (the weights change every
+//            step): vector FMAs with lanes = input channels, then 16 x 16 transposes (weight_transform).
 //   inputs   V[xi][c][tile] = (B^T d B)[xi], one row of tiles of one channel at a time (input_row). It copies the 6
 //            input rows of that tile row into a zero-padded buffer, applies B^T down the columns (vectors
 //            along the row), splits each row by column residue mod 4 and applies B along each tile's 6
@@ -529,8 +529,7 @@ inline void product_cols(const T* ut, int64_t og, int64_t cg, const T* v, int64_
     const T* b = v + t0;
     const T* a = ut + o0;
     for (int64_t c = 0; c < cg; ++c, b += ldv, a += og) {
-      const V u0 = n0 == L ? vload(a) : load_n(a, n0);
-      const V u1 = n1 == L ? vload(a + L) : n1 > 0 ? load_n(a + L, n1) : V{};
+      const V u0 = load_n(a, n0), u1 = load_n(a + L, n1);  // n1 == 0: a zero mask reads nothing
 #pragma GCC unroll 12
       for (int t = 0; t < NT; ++t) {
         const V s = splat<T>(b[t]);
@@ -717,7 +716,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 // slower in the fast phase (R8 N=8 4067 / 3874, R3 N=1 530 / 509, R8 N=1 630 / 580) and not reliably
 // faster in the slow one (R8 N=8 4343 / 4149, R3 N=1 609 / 989), so the shared passes stay.
 
-// gw[p][i][j] = (G^T dU_p G)[i][j] for the P = O*Cg kernels, dU[xi][p]; lanes = kernels, as weight_transform.
+// gw[p][i][j] = (G^T dU_p G)[i][j] for the P = O*Cg kernels, dU[xi][p]; lanes = kernels (consecutive in dU).
 template <typename T>
 void weight_grad_transform(const T* du, int64_t P, T* gw) {
   using V = typename Simd<T>::V;

@@ -925,12 +925,18 @@ def test_winograd_forward_schedules(threads, n, c, o, h, w, pad, dil, groups, dt
     x, wt = rand(n, c, h, w, seed=95, dtype=dtype), rand(o, c // groups, 3, 3, seed=96, dtype=dtype)
     b = rand(o, seed=97, dtype=dtype)
     args = ([1, 1], list(pad), list(dil), groups)
-    runs = []
+    runs, workspaces = [], set()
     for nt in (1, 2, 3):
         torch.set_num_threads(nt)
         y = ops.corr2d(x, wt, b, *args, "winograd")
         gy = rand(*y.shape, seed=98, dtype=dtype)
         runs.append((y, ops.corr2d_backward(gy, x, wt, *args, [True, False, False], "winograd")[0]))
+        plan = convkit._C.corr2d_plan((n, c, h, w), (o, c // groups, 3, 3), (1, 1), pad, dil, groups, "winograd",
+                              x.element_size())
+        workspaces.add(plan[0][1])
+    # the schedule (and so the forward's workspace) changes with the thread count in every case: per-thread
+    # row ranges at 1 thread, and at 2 and 3 either chunks or other ranges
+    assert len(workspaces) > 1, "the Winograd forward's schedule does not depend on the thread count"
     for other in runs[1:]:
         for name, r1, r2 in zip(("output", "grad_input"), runs[0], other):
             assert torch.equal(r1, r2), f"{name} differs with the thread count"
@@ -1533,15 +1539,18 @@ def test_channel_lanes_grad_weight_blocks(threads, dtype, n, c, o, h, k, stride,
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n,c,o,h,w", [
+    # tile counts per product at 1 thread (fp32 L = 16, fp64 L = 8; blocks of 3, 2 and 1 vectors, then leftovers)
     (1, 3, 5, 4, 4),       # one tile, 5 output channels: the leftover-tile kernel with one masked vector of channels
-    (1, 20, 17, 10, 11),   # 9 tiles: leftover tiles only; 17 channels: a full vector plus one lane
-    (2, 9, 33, 18, 13),    # 2 x 20 = 40 tiles: one full vector of tiles (fp32) then leftovers; 33 channels
-    (1, 16, 40, 26, 26),   # 49 tiles: three vectors (fp32) + 1 leftover; 40 channels: 8-row blocks, 2L + 8 lanes
-    (3, 5, 48, 30, 31),    # 3 x 64 tiles: full 3-vector blocks and a partial pass (fp64: L = 8)
+    (1, 20, 17, 10, 11),   # 9 tiles: leftovers only (fp64: one vector + 1); 17 channels: a full vector plus one lane
+    (2, 9, 33, 18, 13),    # 2 x 20 = 40 tiles in one chunk: a 2-vector block + 8 (fp64: 24 + 16); 33 channels
+    (1, 16, 40, 26, 26),   # 49 tiles: a 3-vector block + 1 (fp64: 2 x 24 + 1); 40 channels: 8-row blocks, 2L + 8 lanes
+    (3, 5, 48, 30, 31),    # 3 x 64 tiles in pieces of 136 and 56: 2 x 48 + 32 + 8 and 48 + 8 (fp64: 2 x 96, 4 x 24)
 ])
-def test_winograd_products_every_tile_remainder(n, c, o, h, w, dtype):
+def test_winograd_products_every_tile_remainder(threads, n, c, o, h, w, dtype):
     # Winograd's own products (winograd.cpp product): register blocks of 3, 2 and 1 vectors of tiles, the last
-    # nt % L tiles with output channels as lanes (masked at the last channel vector), against float64
+    # nt % L tiles with output channels as lanes (masked at the last channel vector), against float64; at one
+    # thread, so that the tile counts above are the ones the products see
+    torch.set_num_threads(1)
     x, wt = rand(n, c, h, w, seed=81, dtype=dtype), rand(o, c, 3, 3, seed=82, dtype=dtype)
     b = rand(o, seed=83, dtype=dtype)
     y = ops.corr2d(x, wt, b, [1, 1], [1] * 4, [1, 1], 1, "winograd")
@@ -1565,10 +1574,10 @@ def test_winograd_products_every_tile_remainder(n, c, o, h, w, dtype):
     (5, 64, 72, 7, 7, 3, (1, 1, 1, 1), 1),    # R11-like: forward_tiled's split schedule, a tile cut between threads
 ])
 def test_same_size_column_packing(threads, n, c, o, h, w, k, pad, dil, algo, dtype):
-    # stride 1 with the output the input's size: the column tiles are masked vector loads of the flattened
-    # image (corr2d.cpp pack_cols_same), forward, grad_input (flipped weights: the same packing of dY) and
-    # grad_weight, against float64, and (implicit GEMM; im2col's products are BLAS calls) identical at 1, 2
-    # and 3 threads
+    # stride 1 with the output the input's size: implicit GEMM's column tiles are masked vector loads of the
+    # flattened image (corr2d.cpp pack_cols_same) in the forward and grad_weight (its grad_input is
+    # grad_input_tiled's col2im; "auto"'s flipped-weight grad_input packs dY the same way); against float64,
+    # identical at 1, 2 and 3 threads. im2col (ATen's im2col and BLAS) is the reference family alongside.
     x, wt = rand(n, c, h, w, seed=91, dtype=dtype), rand(o, c, k, k, seed=92, dtype=dtype)
     b, gy = rand(o, seed=93, dtype=dtype), rand(n, o, h, w, seed=94, dtype=dtype)
     args = ([1, 1], list(pad), [dil, dil], 1)
