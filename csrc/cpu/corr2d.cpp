@@ -204,6 +204,13 @@ template <typename T>
   }
 }
 
+// chunks rounded up so that chunks x other (the tasks per chunk) is a multiple of the thread count nt: no
+// thread runs one more task than the others (forward_tiled's local schedule, the pointwise kernel).
+inline int64_t chunks_for_even_split(int64_t chunks, int64_t other, int64_t nt) {
+  const int64_t m = nt / std::gcd(nt, other);
+  return (chunks + m - 1) / m * m;
+}
+
 // The output has the input's size at stride 1, so flattened positions index the input directly.
 inline bool same_size_stride1(const ConvGeom& g) { return g.sh == 1 && g.sw == 1 && g.ho == g.h && g.wo == g.w; }
 
@@ -611,7 +618,7 @@ void forward_tiled(const T* x, const T* w, const T* b, T* y, const ConvGeom& g) 
   } else if (const int64_t nt = at::get_num_threads(); nt > 1 && g.groups * chunks * osplit < 8 * nt) {
     // few tasks: a multiple of the thread count, so no thread runs one more task than the others (R6 N=8:
     // 13 chunks -> 14). Positions per chunk only shrink, and the k order does not depend on them.
-    const int64_t m = nt / std::gcd(nt, g.groups * osplit), even = (chunks + m - 1) / m * m;
+    const int64_t even = chunks_for_even_split(chunks, g.groups * osplit, nt);
     p_tiles = (tiles_all + even - 1) / even;
     chunks = (tiles_all + p_tiles - 1) / p_tiles;
   }
@@ -913,8 +920,7 @@ void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const Conv
   const int64_t tpt = std::max<int64_t>(1, std::min(kPwTiles, (g.n * g.groups * tiles + want - 1) / want));
   int64_t chunks = (tiles + tpt - 1) / tpt;
   if (const int64_t nt = at::get_num_threads(); nt > 1) {  // a multiple of the thread count, tiles cut evenly
-    const int64_t m = nt / std::gcd(nt, g.n * g.groups);
-    chunks = std::min(tiles, (chunks + m - 1) / m * m);
+    chunks = std::min(tiles, chunks_for_even_split(chunks, g.n * g.groups, nt));
   }
   const int64_t pf_step = (d.red + oblocks - 1) / oblocks;  // input channels of the next tile per block
   at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t begin, int64_t end) {
