@@ -1330,6 +1330,8 @@ def test_columns_blas_paths(n, c, o, h, stride, groups, bias, dtype):
     # auto runs layers with >= 512 rows of k, >= 128 output channels per group and <= 1024 positions as BLAS
     # products of packed column blocks (forward_columns_blas), and their gradients likewise
     # (grad_input_columns_blas, grad_weight_columns_blas; stride 1 3x3 with >= 16 tiles: Winograd's)
+    # The stride-1 cases keep the size, so their columns are packed by pack_cols_rows through pack_cols_same with
+    # the run-time tile width TW = np (one row-major tile): with that branch skipped, these three fail.
     x = rand(n, c, h, h, seed=51, dtype=dtype).requires_grad_()
     wt = rand(o, c // groups, 3, 3, seed=52, dtype=dtype).requires_grad_()
     b = rand(o, seed=53, dtype=dtype).requires_grad_() if bias else None
@@ -1596,3 +1598,37 @@ def test_same_size_column_packing(threads, n, c, o, h, w, k, pad, dil, algo, dty
     rel = 1e-4 if dtype == torch.float32 else 1e-10
     for got, want in zip(runs[0], (ref, gx_ref, gw_ref)):
         assert_rel_close(got, want, rel)
+
+
+
+# "auto"'s grad_input as forward_tiled over dY with the flipped, transposed weights (GradInput::FlippedTiled;
+# forced implicit_gemm runs grad_input_tiled's col2im instead, so only "auto" reaches it): with stride 1 and
+# "same" padding the transposed problem keeps the size too, so dY's column tiles are packed by
+# pack_cols_same. BLAS avoided so that the plan does not depend on the measured BLAS rate; the plan is
+# asserted, the result is identical at 1, 2 and 3 threads and matches float64.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,w,k,pad,dil", [
+    (5, 64, 72, 7, 7, 3, (1, 1, 1, 1), 1),      # R11-like: 49 positions per image, tiles across images
+    (2, 96, 80, 9, 9, 3, (1, 1, 1, 1), 1),      # rows of 9 cut at vector edges
+    (2, 128, 96, 6, 6, 3, (2, 2, 2, 2), 2),     # dilation 2
+    (2, 128, 128, 7, 7, 5, (2, 2, 2, 2), 1),    # 5x5
+    (4, 128, 128, 5, 9, 3, (1, 1, 1, 1), 1),    # 5 x 9 maps
+    (2, 256, 128, 4, 4, 3, (1, 1, 1, 1), 1),    # 16 positions: one fp32 vector per image
+])
+@pytest.mark.usefixtures("blas_avoid")
+def test_flipped_weight_grad_input(threads, n, c, o, h, w, k, pad, dil, dtype):
+    plan = convkit._C.corr2d_plan((n, c, h, w), (o, c, k, k), (1, 1), pad, (dil, dil), 1, "auto", dtype.itemsize)
+    assert "of the flipped weights (forward_tiled)" in plan[1][0], plan
+    x, wt = rand(n, c, h, w, seed=95, dtype=dtype), rand(o, c, k, k, seed=96, dtype=dtype)
+    gy = rand(n, o, h, w, seed=97, dtype=dtype)
+    args = ([1, 1], list(pad), [dil, dil], 1)
+    runs = []
+    for nt in (1, 2, 3):
+        torch.set_num_threads(nt)
+        runs.append(ops.corr2d_backward(gy, x, wt, *args, [True, False, False], "auto")[0])
+    for other in runs[1:]:
+        assert torch.equal(runs[0], other), "grad_input differs with the thread count"
+    xd = x.double().requires_grad_()
+    ref = F.conv2d(F.pad(xd, (pad[2], pad[3], pad[0], pad[1])), wt.double(), None, 1, 0, dil)
+    (want,) = torch.autograd.grad(ref, (xd,), gy.double())
+    assert_rel_close(runs[0], want, 1e-4 if dtype == torch.float32 else 1e-10)
