@@ -33,7 +33,12 @@
 // 4212-4568), the output transform alone 176-211 (with 12 phase channels a product is 12 multiply-adds per value of
 // M, so M's memory traffic dominates); fused per 8 output channels x 16 tiles with M in an L1 block, 582 against
 // 510 (~40 % of the FMA peak: 38-tile rows in 48 lanes, strided loads of V); 64 -> 64 @56, 2421 against 691 (a
-// scalar weight transform). Reaching R1's 1.5x target (~0.37 ms) needs the fused products near the peak.
+// scalar weight transform). Session 23 (branch wip/winograd-s2): tiles flattened across rows (no lanes lost to
+// 38-tile rows), blocks of 2 tile vectors x 8 output channels, per-thread U from a vector weight transform,
+// the output transform one output row at a time: 427-434 against 492-497 in the machine's fast phase (N=8 3951
+// against 4152-4401), but 704-746 against 484-502 in its slow phase (cross-core round trip ~350 ns), where the
+// direct path does not slow down; with products ~215 us (70 % of the FMA peak) and the output transform
+// ~115 us, still short of the ~0.37 ms target. Not taken: "auto" would gain 14 % or lose 45 % with the phase.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
