@@ -1600,7 +1600,6 @@ def test_same_size_column_packing(threads, n, c, o, h, w, k, pad, dil, algo, dty
         assert_rel_close(got, want, rel)
 
 
-
 # "auto"'s grad_input as forward_tiled over dY with the flipped, transposed weights (GradInput::FlippedTiled;
 # forced implicit_gemm runs grad_input_tiled's col2im instead, so only "auto" reaches it): with stride 1 and
 # "same" padding the transposed problem keeps the size too, so dY's column tiles are packed by
