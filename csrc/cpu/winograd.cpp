@@ -637,6 +637,17 @@ RowsPlan rows_plan(const ConvGeom& g, const WinoTiles& wt, int64_t itemsize) {
   return {total, row_tiles, parts, std::max<int64_t>(1, std::min(per_part, std::max(by_bytes, by_tiles)))};
 }
 
+// Rows r0 .. r1 of tiles in the calling thread's V and M: the input transform, the 36 * groups products and
+// the output transform (winograd_forward_rows' pieces, winograd_forward's images).
+template <typename T>
+void forward_piece(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt, int64_t r0,
+                   int64_t r1, T* v, T* m) {
+  const int64_t tiles = (r1 - r0) * wt.pw * wt.tw;
+  input_transform<T>(xp, g, wt, r0, r1, v);
+  for (int64_t i = 0; i < 36 * g.groups; ++i) product_at<T>(g, i, tiles, up, v, m);
+  output_transform<T>(m, bp, yp, g, wt, r0, r1);
+}
+
 template <typename T>
 void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const ConvGeom& g, const WinoTiles& wt) {
   const RowsPlan rp = rows_plan(g, wt, sizeof(T));
@@ -651,12 +662,8 @@ void winograd_forward_rows(const T* xp, const T* up, const T* bp, T* yp, const C
       T* const v = vall + part * vsize;  // V[xi][c][tile], M[xi][o][tile] of one piece
       T* const m = mall + part * msize;
       const int64_t ra = part * total / parts, rb = (part + 1) * total / parts;
-      for (int64_t r0 = ra; r0 < rb; r0 += piece) {
-        const int64_t r1 = std::min(rb, r0 + piece), tiles = (r1 - r0) * row_tiles;
-        input_transform<T>(xp, g, wt, r0, r1, v);
-        for (int64_t i = 0; i < 36 * g.groups; ++i) product_at<T>(g, i, tiles, up, v, m);
-        output_transform<T>(m, bp, yp, g, wt, r0, r1);
-      }
+      for (int64_t r0 = ra; r0 < rb; r0 += piece)
+        forward_piece<T>(xp, up, bp, yp, g, wt, r0, std::min(rb, r0 + piece), v, m);
     }
   });
 }
@@ -703,11 +710,7 @@ void winograd_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     TORCH_CHECK(tid < threads, "convkit: Winograd thread ", tid, " beyond its ", threads, " workspaces");
     T* const v = vall + tid * vsize;  // V[xi][c][tile], M[xi][o][tile] of one image
     T* const m = mall + tid * msize;
-    for (int64_t n = begin; n < end; ++n) {
-      input_transform<T>(xp, g, wt, n * rows, (n + 1) * rows, v);
-      for (int64_t i = 0; i < 36 * g.groups; ++i) product_at<T>(g, i, nt, up, v, m);
-      output_transform<T>(m, bp, yp, g, wt, n * rows, (n + 1) * rows);
-    }
+    for (int64_t n = begin; n < end; ++n) forward_piece<T>(xp, up, bp, yp, g, wt, n * rows, (n + 1) * rows, v, m);
   });
 }
 
