@@ -197,8 +197,9 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     backend: "auto", "naive", "unfold", "compiled" or "torch".
     algo: the compiled backend's algorithm: "auto" (chosen per shape, see convkit.explain), or forced:
       "direct" (direct loops, column stride 1), "implicit_gemm" (packed column tiles, no im2col buffer),
-      "im2col" (the textbook column matrix + BLAS; CPU only) or "winograd" (F(4x4, 3x3): 3x3, stride 1,
-      any dilation; CPU only).
+      "im2col" (the textbook column matrix + BLAS; CPU only) or "winograd" (CPU only; F(4x4, 3x3): 3x3,
+      stride 1, any dilation; or, forward only with the backward as "auto", stride 2 with a kernel 5 to 8
+      wide, dilation 1, groups 1: direct along rows and F(4, 4) along columns over the stride phases).
     """
     if padding_mode == "zeros" and _fast(backend):
         y = _CK.corr2d_eager(input, weight, bias, stride, padding, dilation, groups, algo)
@@ -250,7 +251,7 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"kernel size {(kh, kw)} with dilation {dilation} (effective {(eff_h, eff_w)}) "
                          f"is larger than the padded input {(hp, wp)}")
 
-    _check_algo(algo, name, x.device, (kh, kw), stride, dilation)
+    _check_algo(algo, name, x.device, (kh, kw), stride, dilation, groups)
     if algo != "auto":
         y = get_backend(name).corr2d(x, w, b, stride, pads, dilation, groups, algo=algo)
     else:
@@ -258,7 +259,7 @@ def corr2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return unshape(y) if unshape is not None else y
 
 
-def _check_algo(algo, backend, device, khw, stride, dilation) -> None:
+def _check_algo(algo, backend, device, khw, stride, dilation, groups) -> None:
     if algo == "auto":
         return
     if algo not in ALGOS:
@@ -273,9 +274,18 @@ def _check_algo(algo, backend, device, khw, stride, dilation) -> None:
     if algo == "direct" and device.type == "cpu" and stride[1] != 1:
         raise ValueError(f"algo='direct' (the CPU direct rows kernel) needs a column stride of 1, got stride "
                          f"{stride}; use algo='implicit_gemm' or 'auto'")
-    if algo == "winograd" and (tuple(khw) != (3, 3) or tuple(stride) != (1, 1)):
-        raise ValueError(f"algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel and stride 1, got kernel "
-                         f"{tuple(khw)}, stride {stride}")
+    if algo == "winograd" and not _winograd_applies(khw, stride, dilation, groups):
+        raise ValueError(f"algo='winograd' needs a 3x3 kernel with stride 1 (F(4x4, 3x3)), or stride 2 with a "
+                         f"kernel 5 to 8 wide, dilation 1 and groups 1 (F(4, 4) along columns over the stride "
+                         f"phases), got kernel {tuple(khw)}, stride {tuple(stride)}, dilation {tuple(dilation)}, "
+                         f"groups {groups}")
+
+
+def _winograd_applies(khw, stride, dilation, groups) -> bool:
+    """The shapes algo='winograd' has a CPU path for (csrc/cpu: winograd_applies, winograd_s2_applies)."""
+    if tuple(khw) == (3, 3) and tuple(stride) == (1, 1):
+        return True
+    return tuple(stride) == (2, 2) and tuple(dilation) == (1, 1) and groups == 1 and 5 <= khw[1] <= 8
 
 
 conv2d = corr2d

@@ -2189,14 +2189,16 @@ void check_cpu_algo(Algo algo, const ConvGeom& g) {
   TORCH_CHECK(algo != Algo::Direct || g.sw == 1,
               "convkit::corr2d: algo='direct' (the direct rows kernel) needs a column stride of 1, got stride (",
               g.sh, ", ", g.sw, "); use algo='implicit_gemm' or 'auto'");
-  TORCH_CHECK(algo != Algo::Winograd || winograd_applies(g),
-              "convkit::corr2d: algo='winograd' (F(4x4, 3x3)) needs a 3x3 kernel and stride 1, got kernel (",
-              g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, ")");
+  TORCH_CHECK(algo != Algo::Winograd || winograd_applies(g) || winograd_s2_applies(g),
+              "convkit::corr2d: algo='winograd' needs a 3x3 kernel with stride 1 (F(4x4, 3x3)), or stride 2 with a "
+              "kernel 5 to 8 wide, dilation 1 and groups 1 (F(4, 4) along columns over the stride phases), got "
+              "kernel (", g.kh, ", ", g.kw, "), stride (", g.sh, ", ", g.sw, "), dilation (", g.dh, ", ", g.dw,
+              "), groups ", g.groups);
 }
 
 // The algorithm of each direction for one call: the single place where the CPU backend chooses (the
 // kernels below and convkit.explain, through corr2d_plan_cpu, both read it).
-enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd };
+enum class Fwd { Rows, OcLanes, Depthwise, PointwiseRows, Pointwise, ColumnsBlas, ImagesBlas, Tiled, Im2col, Winograd, WinogradS2 };
 enum class GradInput { Rows, OcLanes, OcCols, PointwiseRows, Pointwise, ColumnsBlas, Tiled, FlippedTiled, Im2col, Winograd };
 enum class GradWeight { Flat, OcLanes, OcCols, Lanes, Pointwise, PointwiseDirect, ColumnsBlas, Tiled, Im2col, Winograd };
 struct Plan {
@@ -2250,12 +2252,15 @@ bool winograd_gw_kept_without_blas(const ConvGeom& g) {
 Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   check_cpu_algo(algo, g);
   if (algo == Algo::Im2col) return {Fwd::Im2col, GradInput::Im2col, GradWeight::Im2col};
-  const bool autom = algo == Algo::Auto;
+  // forced on a stride-2 layer, "winograd" is winograd_s2's forward, and the backward as "auto" chooses it
+  const bool s2_forced = algo == Algo::Winograd && !winograd_applies(g);
+  const bool autom = algo == Algo::Auto || s2_forced;
   // "auto" where BLAS is slow here (see kBlasMinShare): measured only for the shapes whose plan depends on it
   const bool slow_blas = autom && blas_candidate(g) && !blas_rate().preferred;
   // "auto" decides Winograd per direction: grad_input is a forward problem of the same size (same rule),
   // grad_weight has its own measured rule (winograd.cpp).
-  const bool wino = algo == Algo::Winograd;
+  const bool wino = algo == Algo::Winograd && !s2_forced;
+  const bool wino_s2 = s2_forced || (algo == Algo::Auto && itemsize == 4 && winograd_s2_preferred(g));
   // The forward's products are convkit's own (product, winograd.cpp), so its rule does not depend on BLAS;
   // grad_input is a forward problem of the same size.
   const bool wino_fwd = wino || (autom && winograd_preferred(g));
@@ -2274,6 +2279,7 @@ Plan make_plan(const ConvGeom& g, Algo algo, int64_t itemsize) {
   // dense layers without BLAS: output channels as lanes on wide enough rows
   const bool oc_lanes_wide = slow_blas && g.sw == 1 && g.wo >= kOcLanesSlowBlasWidth && oc_lanes_preferred(g, false);
   p.fwd = wino_fwd                          ? Fwd::Winograd
+          : wino_s2                         ? Fwd::WinogradS2
           : pw_rows                         ? Fwd::PointwiseRows
           : direct && depthwise_applies(g)  ? Fwd::Depthwise
           : direct && oc_lanes_preferred(g, algo == Algo::Direct) ? Fwd::OcLanes
@@ -2356,6 +2362,8 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     if (plan.fwd == Fwd::Winograd) {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       winograd_forward_cpu(x, w, b, g, y);
+    } else if (plan.fwd == Fwd::WinogradS2) {
+      winograd_s2_forward_cpu(x, w, b, g, y);
     } else if (plan.fwd == Fwd::OcLanes) {
       oc_lanes_forward_cpu(x, w, b, g, y);
     } else if (plan.fwd == Fwd::Pointwise) {
@@ -2476,6 +2484,10 @@ std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, 
       break;
     case Fwd::Im2col: out.emplace_back("im2col + BLAS", cols); break;
     case Fwd::Winograd: out.emplace_back("Winograd F(4x4, 3x3), own products", winograd_workspace_bytes(g, itemsize, true)); break;
+    case Fwd::WinogradS2:
+      out.emplace_back("stride phases: Winograd F(4, 4) along columns, direct along rows, own products",
+                       winograd_s2_workspace_bytes(g, itemsize));
+      break;
   }
   switch (p.gx) {
     case GradInput::Rows: out.emplace_back("direct rows of the flipped weights (grad_input_rows)", wbytes + tiles); break;

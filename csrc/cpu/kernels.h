@@ -87,6 +87,14 @@ void winograd_grad_input_cpu(const at::Tensor& gy, const at::Tensor& w, at::Tens
 // grad_weight of a 3x3 stride-1 layer: G^T (sum over tiles of (A dY A^T) . (B^T x B)) G. gw preallocated.
 void winograd_grad_weight_cpu(const at::Tensor& x, const at::Tensor& gy, at::Tensor& gw, const ConvGeom& g);
 
+// Stride 2 with a kernel 5 to 8 wide, dilation 1, groups 1, any height and padding (winograd_s2.cpp): direct along
+// rows, Winograd F(4, 4) along columns, over the stride phases; forward only. Arguments as winograd_forward_cpu.
+bool winograd_s2_applies(const ConvGeom& g);
+bool winograd_s2_preferred(const ConvGeom& g);  // where "auto" chooses it (fp32)
+void winograd_s2_forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const ConvGeom& g,
+                             at::Tensor& y);
+int64_t winograd_s2_workspace_bytes(const ConvGeom& g, int64_t itemsize);
+
 // The CPU algorithm of forward, grad_input and grad_weight for this call and each one's workspace in bytes
 // (approximate upper bounds), for convkit.explain; throws as corr2d does for an inapplicable algo.
 std::vector<std::pair<std::string, int64_t>> corr2d_plan_cpu(const ConvGeom& g, c10::string_view algo,

@@ -57,6 +57,9 @@ inline typename Simd<T>::V splat(T v) {
   return splat_impl<T>(v, std::make_index_sequence<Simd<T>::L>{});
 }
 
+// n rounded up to a multiple of l (buffers in whole vectors or lines).
+inline int64_t round_to(int64_t n, int64_t l) { return (n + l - 1) / l * l; }
+
 // {0, 1, ..., L-1} * step + base, as lane-sized integers; a compile-time constant when the arguments are.
 template <typename T, std::size_t... K>
 constexpr typename Simd<T>::I lane_ramp_impl(int64_t step, int64_t base, std::index_sequence<K...>) {

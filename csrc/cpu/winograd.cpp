@@ -227,7 +227,6 @@ inline void copy_strided(T* dst, const T* src, int64_t s, int64_t n) {
     for (int64_t j = 0; j < n; ++j) dst[j] = src[s * j];
 }
 
-inline int64_t round_to(int64_t n, int64_t l) { return (n + l - 1) / l * l; }
 
 // The second half of a tile transform along a row: each of the 6 rows of src (rw values each) split by
 // column residue into q (ld per residue), then, per block of L tiles, f(row k's residues, ld, j, o) gives

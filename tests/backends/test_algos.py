@@ -32,18 +32,19 @@ FORCED = ALGOS[1:]
 TIGHT = dict(rtol=1e-10, atol=1e-10)
 
 
-def applies(algo, k, stride, dilation=1):
+def applies(algo, k, stride, dilation=1, groups=1):
     """Whether `algo` runs this shape on CPU (csrc/cpu/corr2d.cpp check_cpu_algo)."""
     k, stride, dilation = tuple(k), _pair("", stride, minimum=1), _pair("", dilation, minimum=1)
     if algo == "direct":
         return stride[1] == 1
-    if algo == "winograd":
-        return k == (3, 3) and stride == (1, 1)
+    if algo == "winograd":  # F(4x4, 3x3), or the stride-phase forward (winograd_s2.cpp)
+        return (k == (3, 3) and stride == (1, 1)) or (stride == (2, 2) and dilation == (1, 1) and groups == 1
+                                                      and 5 <= k[1] <= 8)
     return True
 
 
 def case_applies(algo, case):
-    return applies(algo, case.k, case.stride, case.dilation)
+    return applies(algo, case.k, case.stride, case.dilation, case.groups)
 
 
 # Shapes the shared list does not have, for every algorithm: padding past what Winograd's grad_input takes
@@ -80,6 +81,10 @@ EXTRA_CASES = [
     # row stride 2, unequal dilation, a 3x5 kernel, no bias
     ConvCase("oc_lanes_s21_dil", n=2, c=3, h=13, w=17, o=20, k=(3, 5), stride=(2, 1), dilation=(2, 3),
              padding=(1, 2, 3, 0), bias=False),
+    # stride 2 with kernels 5 to 8 wide: forced "winograd" is the stride-phase forward (winograd_s2.cpp), its
+    # backward "auto"'s; 7x7 with 9 output columns (not a multiple of 4), 5x8 with uneven padding, no bias
+    ConvCase("s2_7x7", n=2, c=3, h=17, w=19, o=10, k=(7, 7), stride=2, padding=3),
+    ConvCase("s2_5x8_asym", n=1, c=2, h=12, w=21, o=9, k=(5, 8), stride=2, padding=(0, 2, 1, 3), bias=False),
 ]
 ALL_CASES = CONV_CASES + EXTRA_CASES
 ZERO_PAD_CASES = [c for c in ALL_CASES if c.padding_mode == "zeros"]
@@ -211,6 +216,7 @@ GRADCHECK_CASES = [
     ConvCase("gc_stride2_asym", n=2, c=2, h=5, w=5, o=3, k=(2, 3), stride=2, padding=(0, 1, 1, 0)),
     ConvCase("gc_stride21_dil", n=1, c=4, h=6, w=7, o=2, k=(2, 3), stride=(2, 1), dilation=(1, 2), padding=1,
              groups=2),
+    ConvCase("gc_s2_7x7", n=1, c=2, h=9, w=10, o=3, k=(7, 7), stride=2, padding=(2, 1, 3, 0)),
 ]
 GRADGRAD_IDS = ("gc_asym_groups", "gc_stride21_dil")
 
@@ -328,7 +334,7 @@ CHEAP_OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
 
 @pytest.mark.parametrize("algo,case", algo_case_params(
     [c for c in ZERO_PAD_CASES if c.id in ("dilation2", "depthwise", "no_bias", "batch0", "channels_last",
-                                            "same_s2", "big_asym_pad")]))
+                                            "same_s2", "big_asym_pad", "s2_7x7")]))
 def test_opcheck_cheap_parts(algo, case):
     x, w, b, *conf = conv_op_args(case)
     torch.library.opcheck(ops.corr2d.default, (x, w, b, *conf, algo), test_utils=CHEAP_OPCHECK)
@@ -1033,7 +1039,16 @@ W5 = torch.randn(2, 4, 5, 5)
      r"algo='direct'.*column stride of 1.*\(1, 2\)"),
     (lambda: convkit.corr2d(X, W, stride=2, algo="direct"), r"algo='direct'.*column stride of 1"),
     (lambda: convkit.corr2d(X, W5, backend="compiled", algo="winograd"),
-     r"algo='winograd'.*3x3 kernel and stride 1.*\(5, 5\)"),
+     r"algo='winograd'.*3x3 kernel with stride 1.*\(5, 5\)"),
+    # stride 2: a kernel 5 to 8 wide, dilation 1 and groups 1 (winograd_s2)
+    (lambda: convkit.corr2d(X, W, stride=2, backend="compiled", algo="winograd"),
+     r"algo='winograd'.*stride 2 with a kernel 5 to 8 wide.*kernel \(3, 3\), stride \(2, 2\)"),
+    (lambda: convkit.corr2d(X, W5, stride=2, dilation=2, padding=4, backend="compiled", algo="winograd"),
+     r"algo='winograd'.*dilation \(2, 2\)"),
+    (lambda: convkit.corr2d(X, torch.randn(2, 2, 5, 5), stride=2, groups=2, backend="compiled", algo="winograd"),
+     r"algo='winograd'.*groups 2"),
+    (lambda: convkit.corr2d(X.clone().requires_grad_(), torch.randn(2, 4, 5, 9), stride=2, padding=4,
+                            backend="compiled", algo="winograd"), r"algo='winograd'.*kernel \(5, 9\)"),
     (lambda: convkit.corr2d(X, torch.randn(2, 4, 3, 1), algo="winograd"), r"algo='winograd'.*\(3, 1\)"),
     (lambda: convkit.corr2d(X, W, stride=(2, 1), backend="compiled", algo="winograd"),
      r"algo='winograd'.*stride \(2, 1\)"),
@@ -1053,7 +1068,7 @@ def test_python_algo_errors(call, match):
 def test_algo_not_implemented_on_the_device(monkeypatch):
     # a device whose build lacks an algorithm (CUDA has no im2col / Winograd)
     with pytest.raises(ValueError, match="algo='winograd' is not implemented on cuda.*'implicit_gemm'"):
-        functional._check_algo("winograd", "compiled", torch.device("cuda"), (3, 3), (1, 1), (1, 1))
+        functional._check_algo("winograd", "compiled", torch.device("cuda"), (3, 3), (1, 1), (1, 1), 1)
     monkeypatch.setitem(functional._DEVICE_ALGOS, "cpu", ("auto", "direct", "implicit_gemm"))
     monkeypatch.setattr(functional, "_CK", None)  # the checked path (the eager entry point has the C++ list)
     with pytest.raises(ValueError, match="algo='im2col' is not implemented on cpu"):
@@ -1396,8 +1411,9 @@ LANES = "output channels as vector lanes"
      ("grad_weight_tiled", "implicit_gemm")),
     # stride 2 in the per-image regime (R6's kind): channel lanes forward and grad_weight, tiled grad_input
     ((2, 64, 128, 48, 3, 2, 1, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"), (LANES, None)),
-    # stride 2 with 3 input channels (R1's kind): grad_weight stays tiled
-    ((2, 3, 64, 40, 7, 2, 3, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"),
+    # stride 2 with 3 input channels (R1's kind, 21 output columns: not a multiple of 4, so not the stride-phase
+    # Winograd forward, see test_winograd_s2_auto): grad_weight stays tiled
+    ((2, 3, 64, 42, 7, 2, 3, 1), (LANES, None), ("grad_input_tiled", "implicit_gemm"),
      ("grad_weight_tiled", "implicit_gemm")),
 ])
 def test_auto_without_fast_blas(case, dtype):
@@ -1631,3 +1647,50 @@ def test_flipped_weight_grad_input(threads, n, c, o, h, w, k, pad, dil, dtype):
     ref = F.conv2d(F.pad(xd, (pad[2], pad[3], pad[0], pad[1])), wt.double(), None, 1, 0, dil)
     (want,) = torch.autograd.grad(ref, (xd,), gy.double())
     assert_rel_close(runs[0], want, 1e-4 if dtype == torch.float32 else 1e-10)
+
+
+# The stride-phase forward (winograd_s2.cpp, forced "winograd" on stride 2 with a kernel 5 to 8 wide): several
+# pieces of output rows per thread (many channels: small pieces), positions cut between threads mid-row, output
+# rows not a multiple of 4 wide (copied position by position), a partial last block of positions and of output
+# channels, tall and short kernels, no input channels. Against float64; identical at 1, 2 and 3 threads
+# (every output is computed the same way whatever the cut); the plan names the path.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,w,k,pad", [
+    (1, 3, 64, 58, 58, (7, 7), (3, 3, 3, 3)),     # R1's kind: 29 x 8 tiles
+    (2, 16, 9, 40, 120, (7, 7), (3, 3, 3, 3)),    # 16 channels: pieces of 6 rows, 20 x 15 tiles per image
+    (3, 3, 17, 23, 37, (7, 7), (1, 2, 0, 3)),     # 17 columns (4T = 20), odd sizes, uneven padding
+    (1, 5, 8, 20, 30, (8, 8), (0, 0, 0, 0)),      # 8x8: 4 column taps in both phases, 4 row taps
+    (2, 4, 16, 15, 64, (3, 6), (1, 1, 1, 1)),     # 3 rows (J = 2, 1), 6 wide
+    (1, 1, 1, 8, 8, (7, 5), (0, 0, 0, 0)),        # one output position
+    (2, 0, 5, 11, 11, (7, 7), (3, 3, 3, 3)),      # no input channels: the bias
+])
+def test_winograd_s2_forward(threads, n, c, o, h, w, k, pad, dtype):
+    plan = convkit._C.corr2d_plan((n, c, h, w), (o, c, *k), (2, 2), pad, (1, 1), 1, "winograd", dtype.itemsize)
+    assert plan[0][0].startswith("stride phases: Winograd F(4, 4)"), plan
+    x, wt, b = rand(n, c, h, w, seed=61, dtype=dtype), rand(o, c, *k, seed=62, dtype=dtype), rand(o, seed=63,
+                                                                                                   dtype=dtype)
+    runs = []
+    for nt in (1, 2, 3):
+        torch.set_num_threads(nt)
+        runs.append(ops.corr2d(x, wt, b, [2, 2], list(pad), [1, 1], 1, "winograd"))
+    for other in runs[1:]:
+        assert torch.equal(runs[0], other), "the output differs with the thread count"
+    xd = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+    ref = F.conv2d(xd, wt.double(), b.double(), 2) if c else b.double().view(1, o, 1, 1).expand_as(runs[0])
+    assert_rel_close(runs[0], ref, 1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_winograd_s2_auto():
+    # "auto" takes the stride-phase forward for float32 stems (few input channels, 7x7 or 8x8, output rows a
+    # multiple of 4 wide, >= 16 output channels) and keeps the direct paths elsewhere; the backward is never it
+    def fwd(c=3, o=64, h=224, k=7, itemsize=4, groups=1):
+        plan = convkit._C.corr2d_plan((1, c, h, h), (o, c // groups, k, k), (2, 2), (3, 3, 3, 3), (1, 1), groups,
+                                      "auto", itemsize)
+        assert "stride phases" not in plan[1][0] + plan[2][0], plan
+        return plan[0][0].startswith("stride phases")
+    assert fwd() and fwd(k=8) and fwd(c=4)
+    assert not fwd(itemsize=8)                   # float64: the direct path (measured for float32 only)
+    assert not fwd(c=8) and not fwd(o=8)         # more input channels, fewer outputs
+    assert not fwd(h=226)                        # 113 output columns
+    assert not fwd(k=5) and not fwd(c=4, groups=2)
+
