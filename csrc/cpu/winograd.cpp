@@ -25,20 +25,8 @@
 // chunk), each pass over all threads (U (36/9 = 4x the weights) + V + M of one chunk).
 // grad_weight always runs the chunks. Workspaces are kept between calls by the calling thread. Accuracy: F(4x4, 3x3)'s transforms have entries up to 8 and
 // 1/24; the fp32 error is about 1e-6..1e-5 relative to the output's scale (tested against float64).
-// Measured and not taken (session 22): the ResNet stem (R1, 3 -> 64, 7x7 stride 2) as Winograd F(3x3, 4x4) over the
-// four stride phases (a 4x4 stride-1 correlation over 4 C "phase channels"; the same points and B^T as here, 16
-// multiply-adds per output and input channel against 49). Correct (fp32 error 1.3e-6 of the output's scale on R1,
-// 4e-6 at most over 6 shapes) but slower than the direct path at N=1 (fwd us, 2 threads, same process): with the
-// products then the output transform, as this file does for 3x3, 526-647 against 490-522 (N=8: 4543-5594 against
-// 4212-4568), the output transform alone 176-211 (with 12 phase channels a product is 12 multiply-adds per value of
-// M, so M's memory traffic dominates); fused per 8 output channels x 16 tiles with M in an L1 block, 582 against
-// 510 (~40 % of the FMA peak: 38-tile rows in 48 lanes, strided loads of V); 64 -> 64 @56, 2421 against 691 (a
-// scalar weight transform). Session 23 (branch wip/winograd-s2): tiles flattened across rows (no lanes lost to
-// 38-tile rows), blocks of 2 tile vectors x 8 output channels, per-thread U from a vector weight transform,
-// the output transform one output row at a time: 427-434 against 492-497 in the machine's fast phase (N=8 3951
-// against 4152-4401), but 704-746 against 484-502 in its slow phase (cross-core round trip ~350 ns), where the
-// direct path does not slow down; with products ~215 us (70 % of the FMA peak) and the output transform
-// ~115 us, still short of the ~0.37 ms target. Not taken: "auto" would gain 14 % or lose 45 % with the phase.
+// The ResNet stem (R1: 3 -> 64, 7x7, stride 2) is winograd_s2.cpp's (direct along rows, F(4, 4) along columns over
+// the stride phases); that file's header records the 2-D F(3x3, 4x4) over the phases tried before it.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
