@@ -2363,6 +2363,7 @@ at::Tensor corr2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       winograd_forward_cpu(x, w, b, g, y);
     } else if (plan.fwd == Fwd::WinogradS2) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;  // no input channels: y from the bias by ATen
       winograd_s2_forward_cpu(x, w, b, g, y);
     } else if (plan.fwd == Fwd::OcLanes) {
       oc_lanes_forward_cpu(x, w, b, g, y);

@@ -450,14 +450,9 @@ void nchw_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
 
 // Shuffle masks that spread lanes first, first + 1, ... of a vector over lane pairs: lane k takes
 // first + k / 2; with odd_zero its odd lanes take lane 0 of the second shuffle operand (a zero vector).
-template <typename T, std::size_t... K>
-constexpr typename Simd<T>::I pair_mask_impl(int64_t first, bool odd_zero, std::index_sequence<K...>) {
-  return typename Simd<T>::I{
-      static_cast<typename Simd<T>::IT>(odd_zero && K % 2 ? Simd<T>::L : first + static_cast<int64_t>(K) / 2)...};
-}
 template <typename T>
 constexpr typename Simd<T>::I pair_mask(int64_t first, bool odd_zero) {
-  return pair_mask_impl<T>(first, odd_zero, std::make_index_sequence<Simd<T>::L>{});
+  return lane_formula<T>([first, odd_zero](int64_t k) { return odd_zero && k % 2 ? Simd<T>::L : first + k / 2; });
 }
 
 // gx[p[0]] += d[0], gx[p[S]] += d[1], ...: stride 2 spreads d over 2L elements, interleaved with zeros.

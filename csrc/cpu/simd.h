@@ -60,15 +60,22 @@ inline typename Simd<T>::V splat(T v) {
 // n rounded up to a multiple of l (buffers in whole vectors or lines).
 inline int64_t round_to(int64_t n, int64_t l) { return (n + l - 1) / l * l; }
 
-// {0, 1, ..., L-1} * step + base, as lane-sized integers; a compile-time constant when the arguments are.
-template <typename T, std::size_t... K>
-constexpr typename Simd<T>::I lane_ramp_impl(int64_t step, int64_t base, std::index_sequence<K...>) {
-  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(base + static_cast<int64_t>(K) * step)...};
+// Lane k = f(k) as lane-sized integers (a permute index: for two-source permutes, indices >= L select the
+// second vector); a compile-time constant when f is constexpr.
+template <typename T, typename F, std::size_t... K>
+constexpr typename Simd<T>::I lane_formula_impl(F f, std::index_sequence<K...>) {
+  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(f(static_cast<int64_t>(K)))...};
 }
 
+template <typename T, typename F>
+constexpr typename Simd<T>::I lane_formula(F f) {
+  return lane_formula_impl<T>(f, std::make_index_sequence<Simd<T>::L>{});
+}
+
+// {0, 1, ..., L-1} * step + base, as lane-sized integers; a compile-time constant when the arguments are.
 template <typename T>
 constexpr typename Simd<T>::I lane_ramp(int64_t step, int64_t base) {
-  return lane_ramp_impl<T>(step, base, std::make_index_sequence<Simd<T>::L>{});
+  return lane_formula<T>([step, base](int64_t k) { return base + k * step; });
 }
 
 #if defined(__AVX512F__)

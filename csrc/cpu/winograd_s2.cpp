@@ -28,12 +28,15 @@
 //   outputs  from Mb: A^T (7 -> 4), the bias, and the 4 vectors interleaved by permutes into the 4L
 //            consecutive outputs (4T == Wo), else copied position by position (s2_outputs).
 // Schedule: the weight pass, then the output rows of all images cut into one contiguous range per part (as
-// many parts as threads), each part done in pieces of at most s2_piece_rows rows that do not cross an image
+// many parts as threads), each part done in pieces of at most S2Geom::piece_rows rows that do not cross an image
 // (its V within kS2PieceBytes, so it stays in the core's L2). A part owns its rows of y, its V and its Mb;
 // every output is computed the same way whatever the cut, so the result does not depend on the thread count.
-// Workspace: U, 7 x ceil(O / 8) x 8 x R values (R1: 75 KiB fp32), and per part V of one piece plus a row
-// buffer, the deinterleaved row and Mb (s2_workspace_values).
-// Accuracy (fp32, against float64): ~7e-7 of the output's scale on R1, where the direct fp32 sum has ~5e-7.
+// Workspace: U, 7 x ceil(O / 8) x 8 x R values (R1: 73.5 KiB fp32), and per part V of one piece plus a row
+// buffer, the deinterleaved row and Mb (s2_part_values). V's lanes past a piece's positions hold stale values;
+// no output reads them.
+// Accuracy (fp32, against float64): ~7e-7 of the output's scale on R1, where the direct fp32 sum has ~5e-7. As
+// in any Winograd tile, each output depends on all 7 columns of its tile's window, so with KW < 8 an Inf in a
+// column that only a zero tap meets gives NaN where the direct sum stays finite.
 // Measured (R1 N=1, fp32, 2 threads, standalone prototype, us): products 237 (92 % of the FMA probe), the rest
 // ~100; 335-365 in all against the direct path's 480-510 and torch's 545-575.
 // Before this path, sessions 22-23 tried Winograd F(3x3, 4x4) in both directions over the four phases (16
@@ -47,7 +50,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -80,7 +82,7 @@ struct S2Geom {
   int64_t j0, j1;   // row taps of the even and odd row phases
   int64_t red;      // terms per point: C x (j0 + j1) x 2
   int64_t nob;      // blocks of kS2Ob output channels
-  int64_t pr;       // output rows per piece
+  int64_t piece_rows;  // output rows per piece
   int64_t pitch;    // V's values per (point, c, a, b): the piece's phase rows x T, plus the blocks' over-read
   int64_t tx;       // deinterleave blocks of 8L columns per input row (tiles 0 .. tx L - 1, one past T)
 };
@@ -94,39 +96,29 @@ S2Geom s2_geom(const ConvGeom& g, int64_t itemsize) {
   s.red = g.c * (s.j0 + s.j1) * 2;
   s.nob = (g.o + kS2Ob - 1) / kS2Ob;
   const int64_t row_bytes = std::max<int64_t>(1, kS2Points * 4 * g.c * s.t * itemsize);  // V of one phase row
-  s.pr = std::max<int64_t>(1, std::min(g.ho, kS2PieceBytes / row_bytes - (s.j0 - 1)));
-  s.pitch = round_to((s.pr + s.j0 - 1) * s.t + (kS2Pb + 1) * L, L);
+  s.piece_rows = std::max<int64_t>(1, std::min(g.ho, kS2PieceBytes / row_bytes - (s.j0 - 1)));
+  s.pitch = round_to((s.piece_rows + s.j0 - 1) * s.t + (kS2Pb + 1) * L, L);
   s.tx = (s.t + 1 + L - 1) / L;
   return s;
 }
 
 // Per part: V, the padded input row (tx 8L values), the deinterleaved row (8 x (tx L + L)) and Mb.
 struct S2Part {
-  int64_t v, row, deint, mb, total;
+  int64_t v, row, dein, mb, total;
 };
 
 S2Part s2_part_values(const ConvGeom& g, const S2Geom& s, int64_t itemsize) {
   const int64_t L = 64 / itemsize;
   S2Part p;
   p.v = kS2Points * g.c * 4 * s.pitch;
-  p.row = s.tx * 8 * L + L;
-  p.deint = 8 * (s.tx * L + L);
+  p.row = s.tx * 8 * L;
+  p.dein = 8 * (s.tx * L + L);
   p.mb = kS2Points * kS2Ob * kS2Pb * L;
-  p.total = round_to(p.v, L) + round_to(p.row, L) + round_to(p.deint, L) + p.mb;
+  p.total = round_to(p.v, L) + round_to(p.row, L) + round_to(p.dein, L) + p.mb;
   return p;
 }
 
 int64_t s2_parts(const ConvGeom& g) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.n * g.ho)); }
-
-// Lane k of a two-source permute index = f(k) (indices >= L select the second vector); a constant.
-template <typename T, typename F, std::size_t... K>
-constexpr typename Simd<T>::I lane_formula_impl(F f, std::index_sequence<K...>) {
-  return typename Simd<T>::I{static_cast<typename Simd<T>::IT>(f(static_cast<int64_t>(K)))...};
-}
-template <typename T, typename F>
-constexpr typename Simd<T>::I lane_formula(F f) {
-  return lane_formula_impl<T>(f, std::make_index_sequence<Simd<T>::L>{});
-}
 
 // Of a and b's 2L values in order, the groups of G consecutive values with even (P = 0) or odd (P = 1) group index.
 template <typename T, int64_t G, int64_t P>
@@ -162,11 +154,11 @@ inline void unzip8(const T* p, typename Simd<T>::V* s) {
       a[h * 4 + k] = unzip<T, 2, 0>(b[h * 4 + 2 * k], b[h * 4 + 2 * k + 1]);
       a[h * 4 + k + 2] = unzip<T, 2, 1>(b[h * 4 + 2 * k], b[h * 4 + 2 * k + 1]);
     }
-  // a[h * 4 + q * 2 + k]: m's bits 2, 1 = h, q, over columns half k; m's bit 0
+  // a[h * 4 + i * 2 + k]: m's bits 2, 1 = h, i, over columns half k; m's bit 0
   for (int h = 0; h < 2; ++h)
-    for (int q = 0; q < 2; ++q) {
-      s[h * 4 + q * 2] = unzip<T, 1, 0>(a[h * 4 + q * 2], a[h * 4 + q * 2 + 1]);
-      s[h * 4 + q * 2 + 1] = unzip<T, 1, 1>(a[h * 4 + q * 2], a[h * 4 + q * 2 + 1]);
+    for (int i = 0; i < 2; ++i) {
+      s[h * 4 + i * 2] = unzip<T, 1, 0>(a[h * 4 + i * 2], a[h * 4 + i * 2 + 1]);
+      s[h * 4 + i * 2 + 1] = unzip<T, 1, 1>(a[h * 4 + i * 2], a[h * 4 + i * 2 + 1]);
     }
 }
 
@@ -179,10 +171,10 @@ void s2_weights(const T* w, const ConvGeom& g, const S2Geom& s, int64_t ob, T* u
       for (int64_t a = 0; a < 2; ++a)
         for (int64_t j = 0; j < (a ? s.j1 : s.j0); ++j)
           for (int64_t b = 0; b < 2; ++b, ++term) {
-            double tap[4] = {0, 0, 0, 0};
-            const T* wr = w + ((o * g.c + c) * g.kh + 2 * j + a) * g.kw;
-            for (int64_t k = 0; k < 4 && o < g.o; ++k)
-              if (2 * k + b < g.kw) tap[k] = static_cast<double>(wr[2 * k + b]);
+            double tap[4] = {0, 0, 0, 0};  // zero for the block's channels past O
+            if (o < g.o)
+              for (int64_t k = 0; k < 4 && 2 * k + b < g.kw; ++k)
+                tap[k] = static_cast<double>(w[((o * g.c + c) * g.kh + 2 * j + a) * g.kw + 2 * k + b]);
             for (int64_t xi = 0; xi < kS2Points; ++xi)
               u[((xi * s.nob + ob) * s.red + term) * kS2Ob + oo] =
                   static_cast<T>(kG[xi][0] * tap[0] + kG[xi][1] * tap[1] + kG[xi][2] * tap[2] + kG[xi][3] * tap[3]);
@@ -284,17 +276,17 @@ void s2_outputs(const T* mb, const T* bias, T* yimg, const ConvGeom& g, const S2
   constexpr int64_t xs = kS2Ob * kS2Pb * L;  // Mb's values per point
   for (int64_t oo = 0; oo < kS2Ob && ob * kS2Ob + oo < g.o; ++oo) {
     const int64_t o = ob * kS2Ob + oo;
-    const V bb = splat(bias ? bias[o] : T(0));
+    const V bv = splat(bias ? bias[o] : T(0));
     T* const yo = yimg + o * g.ho * g.wo;
     for (int64_t p = 0; p < nvec; ++p) {
       const T* m = mb + (oo * kS2Pb + p) * L;
       const V m0 = vload(m), m1 = vload(m + xs), m2 = vload(m + 2 * xs), m3 = vload(m + 3 * xs);
       const V m4 = vload(m + 4 * xs), m5 = vload(m + 5 * xs), m6 = vload(m + 6 * xs);
       const V s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
-      const V y0 = m0 + s12 + s34 + m5 + bb;
-      const V y1 = d12 + T(2) * d34 - T(0.5) * m5 + bb;
-      const V y2 = s12 + T(4) * s34 + T(0.25) * m5 + bb;
-      const V y3 = d12 + T(8) * d34 - T(0.125) * m5 + m6 + bb;
+      const V y0 = m0 + s12 + s34 + m5 + bv;
+      const V y1 = d12 + T(2) * d34 - T(0.5) * m5 + bv;
+      const V y2 = s12 + T(4) * s34 + T(0.25) * m5 + bv;
+      const V y3 = d12 + T(8) * d34 - T(0.125) * m5 + m6 + bv;
       const V t0 = zip<T, 1, 0>(y0, y1), t1 = zip<T, 1, 1>(y0, y1);
       const V t2 = zip<T, 1, 0>(y2, y3), t3 = zip<T, 1, 1>(y2, y3);
       const V z[4] = {zip<T, 2, 0>(t0, t2), zip<T, 2, 1>(t0, t2), zip<T, 2, 0>(t1, t3), zip<T, 2, 1>(t1, t3)};
@@ -339,30 +331,31 @@ void s2_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, c
   for (int64_t c = 0; c < g.c; ++c)
     for (int64_t a = 0; a < 2; ++a)
       for (int64_t j = 0; j < (a ? s.j1 : s.j0); ++j)
-        for (int64_t bb = 0; bb < 2; ++bb) off.push_back(((c * 2 + a) * 2 + bb) * s.pitch + j * s.t);
+        for (int64_t cb = 0; cb < 2; ++cb) off.push_back(((c * 2 + a) * 2 + cb) * s.pitch + j * s.t);
   const int64_t cs = g.c * 4 * s.pitch;
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t part = begin; part < end; ++part) {
       T* const v = wsp + part * sp.total;
       T* const row = v + round_to(sp.v, L);
       T* const dein = row + round_to(sp.row, L);
-      T* const mb = dein + round_to(sp.deint, L);
+      T* const mb = dein + round_to(sp.dein, L);
       const int64_t ra = part * total / parts, rb = (part + 1) * total / parts;
       for (int64_t r0g = ra; r0g < rb;) {
-        const int64_t n = r0g / g.ho, r0 = r0g % g.ho;
-        const int64_t r1 = std::min({g.ho, r0 + s.pr, r0 + rb - r0g});
-        const int64_t ni = r1 - r0 + s.j0 - 1;
-        const T* const ximg = xp + n * g.c * g.h * g.w;
+        const int64_t img = r0g / g.ho, r0 = r0g % g.ho;
+        const int64_t r1 = std::min({g.ho, r0 + s.piece_rows, r0 + rb - r0g});
+        const T* const ximg = xp + img * g.c * g.h * g.w;
         for (int64_t c = 0; c < g.c; ++c)
-          for (int64_t ii = 0; ii < ni; ++ii)
-            for (int64_t a = 0; a < 2; ++a) s2_input_row<T>(ximg, g, s, c, 2 * (r0 + ii) + a, ii, v, row, dein);
+          for (int64_t a = 0; a < 2; ++a) {  // the phase rows its J_a taps reach (none for a = 1 when KH = 1)
+            const int64_t ja = a ? s.j1 : s.j0, ni = ja ? r1 - r0 + ja - 1 : 0;
+            for (int64_t ii = 0; ii < ni; ++ii) s2_input_row<T>(ximg, g, s, c, 2 * (r0 + ii) + a, ii, v, row, dein);
+          }
         const int64_t np = (r1 - r0) * s.t, nv = (np + L - 1) / L;
         for (int64_t blk = 0; blk < nv; blk += kS2Pb) {
           for (int64_t ob = 0; ob < s.nob; ++ob) {
             for (int64_t xi = 0; xi < kS2Points; ++xi)
               s2_products<T>(v + xi * cs + blk * L, u + (xi * s.nob + ob) * s.red * kS2Ob, off.data(), s.red,
                              mb + xi * kS2Ob * kS2Pb * L);
-            s2_outputs<T>(mb, bp, yp + n * g.o * g.ho * g.wo, g, s, ob, r0 * s.t + blk * L,
+            s2_outputs<T>(mb, bp, yp + img * g.o * g.ho * g.wo, g, s, ob, r0 * s.t + blk * L,
                           std::min(kS2Pb, nv - blk), r1 * s.t);
           }
         }
@@ -378,8 +371,9 @@ bool winograd_s2_applies(const ConvGeom& g) {
   return g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.kw >= 5 && g.kw <= 8;
 }
 
-// "auto": measured on R1 (3 -> 64, 7x7, 224x224) only: few input channels (the reduction is C x KH x 2 terms,
-// and V holds 7 x 4C values per 4 output columns), 7x7 or 8x8, output rows a multiple of 4 wide.
+// "auto": measured on R1 (3 -> 64, 7x7, 224x224) only: at most 4 input channels (V holds 7 x 4C values per 4
+// output columns), kernels at least 7 x 7 (7 or 8 wide), at least 16 output channels, output rows a multiple
+// of 4 wide (whole-vector stores).
 bool winograd_s2_preferred(const ConvGeom& g) {
   return winograd_s2_applies(g) && g.c <= 4 && g.kh >= 7 && g.kw >= 7 && g.wo % 4 == 0 && g.o >= 16;
 }

@@ -1662,6 +1662,8 @@ def test_flipped_weight_grad_input(threads, n, c, o, h, w, k, pad, dil, dtype):
     (1, 5, 8, 20, 30, (8, 8), (0, 0, 0, 0)),      # 8x8: 4 column taps in both phases, 4 row taps
     (2, 4, 16, 15, 64, (3, 6), (1, 1, 1, 1)),     # 3 rows (J = 2, 1), 6 wide
     (1, 1, 1, 8, 8, (7, 5), (0, 0, 0, 0)),        # one output position
+    (2, 2, 6, 9, 20, (1, 5), (0, 0, 2, 2)),       # one row tap: no odd row phase (J = 1, 0)
+    (2, 3, 5, 10, 17, (2, 7), (1, 0, 3, 3)),      # two row taps (J = 1, 1)
     (2, 0, 5, 11, 11, (7, 7), (3, 3, 3, 3)),      # no input channels: the bias
 ])
 def test_winograd_s2_forward(threads, n, c, o, h, w, k, pad, dtype):
