@@ -15,9 +15,10 @@ enum WorkspaceSlot : int {
   kWsSharedCols,         // corr2d.cpp: forward_tiled's per-thread column blocks, forward_columns_blas' column block,
                          // forward_images_blas' per-thread column blocks
   kWsBlasAccumulator,    // corr2d.cpp: forward_columns_blas' output accumulator (several images)
-  kWsWinogradData,       // winograd.cpp: transformed input V of one chunk (or per thread, one image or piece)
+  kWsWinogradData,       // winograd.cpp: transformed input V of one chunk (or per thread, one image or piece);
+                         // winograd_s2.cpp: per part, V of one piece, its row buffers and Mb
   kWsWinogradProducts,   // winograd.cpp: products M / transformed dY Z of one chunk (or per thread, as V)
-  kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU
+  kWsWinogradWeights,    // winograd.cpp: transformed weights U / dL/dU; winograd_s2.cpp: its U
   kWsOcWeights,          // direct_oc.cpp: the channel-lanes forward's packed weights (forward and grad_input)
   kWsGwDy,               // direct_oc.cpp: the channel-lanes grad_weight's blocked dY (one chunk of images)
   kWsGwPartial,          // direct_oc.cpp: its partial sums between chunks
