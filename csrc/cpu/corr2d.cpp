@@ -829,66 +829,84 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 
 // Pointwise (1x1, stride 1, no padding): y[n, o, p] = b[o] + sum_c W[o, c] x[n, c, p], a GEMM per image whose
 // operands are already in the right layout, so nothing is copied: the kernel reads x in place (channel
-// stride H*W). Register tile: kPwOB output channels x kPwNV vectors of positions (6 x 4 = 24 accumulators,
-// 64 fp32 positions); per input channel 4 vector loads of x, 6 broadcasts of the packed weights
-// wp[ob][c][kPwOB] (fp32: one cache line per 2-3 channels) and 24 FMAs. A task owns a run of up to kPwTiles
-// position tiles of one image and group, all output channels: per tile the C x TW slice of x stays in L1 while
-// the output-channel blocks pass over it, and during those passes the next tile's slice is prefetched (one
-// input channel per block and channel step, spread over the blocks). The last, partial tile of a plane goes
-// through a zero-padded C x TW copy, so no load passes the end of x. An output larger than the threads' L2
-// (threads x kL2Bytes) is written with non-temporal stores (vstore_stream): it would leave the caches anyway,
-// and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x the time; R2 N=8
-// 0.94x; in-process A/B, 9 rounds). Tasks of up to kPwTiles = 4 tiles (was 8), their count a multiple of the
-// thread count with the tiles cut evenly: R4 at N=1 has 49 tiles, which 13 tasks of 4 split 28:21 over two
-// threads; 14 tasks split them 24:25 (R4 N=1 fwd 279 -> 254 us, grad_input 288 -> 273, R2 N=1 fwd 83 -> 77).
-// Workspace: the packed weights (one copy, rounded up to whole blocks) and the tail tile. Summation order
-// per output: bias, then c ascending.
+// stride H*W) and the weights in place. Register tile: kPwOB output channels x kPwNV vectors of positions
+// (6 x 4 = 24 accumulators, 64 fp32 positions); per input channel 4 vector loads of x, 6 broadcasts of M and
+// 24 FMAs. M's element (r, k) is m[r * rs + k * ks]: the forward's W (rs = C, ks = 1: six row streams) or
+// grad_input's W^T (rs = 1, ks = C: six consecutive values per k). A thread owns one contiguous run of the
+// (image, group, vector of positions) space, all output channels, cut into tiles of kPwNV vectors from the
+// start of each plane's run: per tile the C x TW slice of x stays in L1 while the output-channel blocks pass
+// over it, and during those passes the next tile's slice is prefetched (one input channel per block and channel
+// step, spread over the blocks). A tile whose vectors would pass the end of its plane (the plane's last, if H*W
+// is not a multiple of L) goes through a zero-padded C x TW copy, so no load passes the end of x. An output
+// larger than the threads' L2 (threads x kL2Bytes) is written with non-temporal stores (vstore_stream): it would
+// leave the caches anyway, and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x
+// the time; R2 N=8 0.94x; in-process A/B, 9 rounds).
+// Session 25, R4 N=1 at 2 threads (217 us before): the threads' runs are cut at vectors, not at whole tiles
+// (49 tiles split 24:25; now 98:98 vectors), and the weights are no longer packed on every call (a serial
+// 5 us for 256 x 64 before the parallel region).
+// Workspace: the tail tile, only where a plane's last tile passes its end. Summation order per output: bias,
+// then c ascending.
 constexpr int kPwOB = 6, kPwNV = 4;
-constexpr int64_t kPwTiles = 4;
 
-// Output channels [0, no) of one block (no <= kPwOB; the packed block is zero past no), cnt <= NV * L
-// positions (NV < kPwNV only for a plane's last tile).
+// All output channels (rows of M) of one tile of cnt <= NV * L positions (NV < kPwNV only for the last tile
+// of a run), one block of kPwOB rows after another; in the last block, rows past the end re-read the last row
+// and are not stored. Looping over the blocks here (not one call per block) keeps the per-block work to the
+// accumulators' set-up and stores: with a call per block, the call's set-up cost 5-8 % of R4 at 1 thread.
 template <typename T, int NV>
-inline void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ wp, const T* b,
-                           T* __restrict__ y, int64_t ldy, int64_t nc, int64_t no, int64_t cnt, const T* pf,
-                           int64_t pf_c0, int64_t pf_c1, bool stream) {
+void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ m, int64_t rs, int64_t ks,
+                    const T* b, T* __restrict__ y, int64_t ldy, int64_t nc, int64_t rows, int64_t cnt, const T* pf,
+                    int64_t pf_step, bool stream) {
   using V = typename Simd<T>::V;
   constexpr int OB = kPwOB;
   constexpr int64_t L = Simd<T>::L, TW = NV * L;
-  // Every index into acc is a compile-time constant (the loops over o and v unroll; rows past no are
-  // skipped by a branch, the partial tile stored by masked stores), so the 24 accumulators stay in registers.
-  // A runtime-bounded loop over acc, or a library call (std::copy) after the main loop, made GCC keep acc on
-  // the stack: 24 spills and reloads per block of 64 x 6 outputs, 5 % of R4's time at 1 thread.
-  T bias[OB];
-  for (int o = 0; o < OB; ++o) bias[o] = b && o < no ? b[o] : T(0);
-  V acc[OB][NV];
-#pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[o][v] = splat<T>(bias[o]);
-  for (int64_t c = 0; c < nc; ++c) {
-    V xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = vload(x + c * ldx + v * L);
-    const T* wc = wp + c * OB;
+  // Non-temporal stores only where every row of the tile starts on a cache line.
+  const bool nt = stream && cnt == TW && reinterpret_cast<uintptr_t>(y) % 64 == 0 && ldy * sizeof(T) % 64 == 0;
+  for (int64_t o0 = 0; o0 < rows; o0 += OB) {
+    const int64_t no = std::min<int64_t>(OB, rows - o0);
+    // Every index into acc is a compile-time constant (the loops over o and v unroll; rows past no are
+    // skipped by a branch, the partial tile stored by masked stores), so the 24 accumulators stay in
+    // registers. A runtime-bounded loop over acc, or a library call (std::copy) after the main loop, made GCC
+    // keep acc on the stack: 24 spills and reloads per block of 64 x 6 outputs, 5 % of R4's time at 1 thread.
+    T bias[OB];
+    int64_t roff[OB];
     for (int o = 0; o < OB; ++o) {
-      const V wv = splat<T>(wc[o]);
-      for (int v = 0; v < NV; ++v) acc[o][v] += wv * xv[v];
+      bias[o] = b && o < no ? b[o0 + o] : T(0);
+      roff[o] = std::min<int64_t>(o, no - 1) * rs;
     }
-  }
-  if (pf)
-    for (int64_t c = pf_c0; c < pf_c1; ++c)
-      for (int64_t q = 0; q < kPwNV * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
+    V acc[OB][NV];
 #pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o) {
-    if (o >= no) break;
-    T* yo = y + o * ldy;
-    if (cnt == TW && stream) {
+    for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) vstore_stream(yo + v * L, acc[o][v]);
-    } else {
+      for (int v = 0; v < NV; ++v) acc[o][v] = splat<T>(bias[o]);
+    const T* mb = m + o0 * rs;
+    for (int64_t c = 0; c < nc; ++c) {
+      V xv[NV];
+      for (int v = 0; v < NV; ++v) xv[v] = vload(x + c * ldx + v * L);
+      const T* mc = mb + c * ks;
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v)
-        if (const int64_t n = std::min<int64_t>(L, cnt - v * L); n > 0) store_n<T>(yo + v * L, acc[o][v], n);
+      for (int o = 0; o < OB; ++o) {
+        const V wv = splat<T>(mc[roff[o]]);
+        for (int v = 0; v < NV; ++v) acc[o][v] += wv * xv[v];
+      }
+    }
+    if (pf) {  // the next tile's input channels [c0, c1), spread over the blocks
+      const int64_t c0 = std::min(nc, o0 / OB * pf_step), c1 = std::min(nc, c0 + pf_step);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t q = 0; q < kPwNV * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
+    }
+    T* yb = y + o0 * ldy;
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; ++o) {
+      if (o >= no) break;
+      T* yo = yb + o * ldy;
+      if (nt) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) vstream_aligned(yo + v * L, acc[o][v]);
+      } else {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          if (const int64_t n = std::min<int64_t>(L, cnt - v * L); n > 0) store_n<T>(yo + v * L, acc[o][v], n);
+      }
     }
   }
 }
@@ -902,67 +920,46 @@ inline PointwiseDims pointwise_dims(const ConvGeom& g, bool transposed) {
   return transposed ? PointwiseDims{g.cg, g.og, g.o, g.c} : PointwiseDims{g.og, g.cg, g.c, g.o};
 }
 
-// M as blocks of kPwOB rows, wp[group][ob][red][kPwOB], the last block zero-filled.
-template <typename T>
-std::vector<T> pack_pointwise_weights(const T* w, const ConvGeom& g, bool transposed) {
-  const PointwiseDims d = pointwise_dims(g, transposed);
-  const int64_t oblocks = (d.rows + kPwOB - 1) / kPwOB;
-  std::vector<T> wp(g.groups * oblocks * d.red * kPwOB, T(0));
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    for (int64_t o = 0; o < g.og; ++o)
-      for (int64_t c = 0; c < g.cg; ++c) {
-        const int64_t r = transposed ? c : o, k = transposed ? o : c;
-        wp[((grp * oblocks + r / kPwOB) * d.red + k) * kPwOB + r % kPwOB] = w[(grp * g.og + o) * g.cg + c];
-      }
-  return wp;
-}
-
 // y (N, out_ch, H, W) = M x (N, in_ch, H, W) per image and group, plus b (forward only).
 template <typename T>
 void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool transposed = false) {
   constexpr int64_t L = Simd<T>::L, TW = kPwNV * L;
   const PointwiseDims d = pointwise_dims(g, transposed);
-  const int64_t hw = g.h * g.w, tiles = (hw + TW - 1) / TW, oblocks = (d.rows + kPwOB - 1) / kPwOB;
-  const std::vector<T> wp = pack_pointwise_weights(w, g, transposed);
-  const int64_t want = 4 * at::get_num_threads();
+  const int64_t hw = g.h * g.w, vecs = (hw + L - 1) / L, oblocks = (d.rows + kPwOB - 1) / kPwOB;
+  const int64_t rs = transposed ? 1 : g.cg, ks = transposed ? g.cg : 1;  // M[r][k] = W[group] at r * rs + k * ks
+  const int64_t total = g.n * g.groups * vecs, runs = std::min<int64_t>(total, at::get_num_threads());
   const bool stream = g.n * d.out_ch * hw * int64_t(sizeof(T)) >= at::get_num_threads() * kL2Bytes;
-  const int64_t tpt = std::max<int64_t>(1, std::min(kPwTiles, (g.n * g.groups * tiles + want - 1) / want));
-  int64_t chunks = (tiles + tpt - 1) / tpt;
-  if (const int64_t nt = at::get_num_threads(); nt > 1) {  // a multiple of the thread count, tiles cut evenly
-    chunks = std::min(tiles, chunks_for_even_split(chunks, g.n * g.groups, nt));
-  }
   const int64_t pf_step = (d.red + oblocks - 1) / oblocks;  // input channels of the next tile per block
-  at::parallel_for(0, g.n * g.groups * chunks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, runs, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> tail;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = (t / chunks) % g.groups, n = t / (chunks * g.groups);
-      const int64_t p0 = t % chunks * tiles / chunks * TW, p1 = std::min(hw, (t % chunks + 1) * tiles / chunks * TW);
-      const T* xg = x + (n * d.in_ch + grp * d.red) * hw;
-      const T* wg = wp.data() + grp * oblocks * d.red * kPwOB;
-      const T* bg = b ? b + grp * d.rows : nullptr;
-      T* yg = y + (n * d.out_ch + grp * d.rows) * hw;
-      for (int64_t p = p0; p < p1; p += TW) {
-        const int64_t cnt = std::min(TW, p1 - p);
-        const T* xs = xg + p;
-        int64_t ldx = hw;
-        if (cnt < TW) {
-          tail.assign(d.red * TW, T(0));
-          for (int64_t c = 0; c < d.red; ++c) std::copy(xg + c * hw + p, xg + c * hw + p + cnt, tail.data() + c * TW);
-          xs = tail.data();
-          ldx = TW;
-        }
-        const T* pf = p + TW + TW <= p1 ? xg + p + TW : nullptr;  // the next tile, if whole and in this task
-        for (int64_t ob = 0; ob < oblocks; ++ob) {
-          const int64_t o0 = ob * kPwOB, no = std::min<int64_t>(kPwOB, d.rows - o0);
-          const int64_t c0 = std::min(d.red, ob * pf_step), c1 = std::min(d.red, c0 + pf_step);
-          const T* wb = wg + ob * d.red * kPwOB;
-          const T* bb = bg ? bg + o0 : nullptr;
-          T* yb = yg + o0 * hw + p;
-          switch (cnt == TW ? kPwNV : (cnt + L - 1) / L) {  // a short last tile: only its vectors
-            case 1: pointwise_tile<T, 1>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
-            case 2: pointwise_tile<T, 2>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
-            case 3: pointwise_tile<T, 3>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream); break;
-            default: pointwise_tile<T, kPwNV>(xs, ldx, wb, bb, yb, hw, d.red, no, cnt, pf, c0, c1, stream);
+      // The run [q0, q1) of flattened (image, group, vector) indices, one plane's part at a time.
+      const int64_t q0 = t * total / runs, q1 = (t + 1) * total / runs;
+      for (int64_t q = q0; q < q1;) {
+        const int64_t ig = q / vecs, v0 = q % vecs, v1 = std::min(vecs, v0 + (q1 - q));
+        q += v1 - v0;
+        const int64_t grp = ig % g.groups, n = ig / g.groups, p1 = std::min(hw, v1 * L);
+        const T* xg = x + (n * d.in_ch + grp * d.red) * hw;
+        const T* mg = w + grp * g.og * g.cg;
+        const T* bg = b ? b + grp * d.rows : nullptr;
+        T* yg = y + (n * d.out_ch + grp * d.rows) * hw;
+        for (int64_t p = v0 * L; p < p1; p += TW) {
+          const int64_t cnt = std::min(TW, p1 - p), nv = (cnt + L - 1) / L;
+          const T* xs = xg + p;
+          int64_t ldx = hw;
+          if (p + nv * L > hw) {  // the plane's last vector is partial: a zero-padded copy
+            tail.assign(d.red * TW, T(0));
+            for (int64_t c = 0; c < d.red; ++c) std::copy(xg + c * hw + p, xg + c * hw + p + cnt, tail.data() + c * TW);
+            xs = tail.data();
+            ldx = TW;
+          }
+          const T* pf = p + TW + TW <= p1 ? xg + p + TW : nullptr;  // the next tile, if whole and in this run
+          T* yt = yg + p;
+          switch (nv) {
+            case 1: pointwise_tile<T, 1>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
+            case 2: pointwise_tile<T, 2>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
+            case 3: pointwise_tile<T, 3>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
+            default: pointwise_tile<T, kPwNV>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
           }
         }
       }
@@ -985,12 +982,11 @@ inline bool pointwise_kernel_applies(const ConvGeom& g, bool transposed) {
          (pointwise_dims(g, transposed).red <= kPwMaxReduction || g.n * g.groups < kPointwiseForwardTasks);
 }
 
-// Its workspace (an upper bound): the packed weights (whole blocks of kPwOB rows) and one tail tile per
-// thread (allocated only where a plane ends in a partial tile).
+// Its workspace (an upper bound): one tail tile per thread, allocated only where a plane's last tile passes
+// its end (H*W not a multiple of the vector width).
 inline int64_t pointwise_workspace(const ConvGeom& g, bool transposed, int64_t itemsize) {
-  const PointwiseDims d = pointwise_dims(g, transposed);
-  return (g.groups * ((d.rows + kPwOB - 1) / kPwOB) * kPwOB * d.red +
-          at::get_num_threads() * d.red * kPwNV * 64 / itemsize) * itemsize;
+  if (g.h * g.w % (64 / itemsize) == 0) return 0;
+  return at::get_num_threads() * pointwise_dims(g, transposed).red * kPwNV * 64;
 }
 
 template <typename T>

@@ -177,6 +177,16 @@ inline void vstore_stream(T* p, const typename Simd<T>::V& v) {
   vstore(p, v);
 }
 
+// vstore_stream for a p known to be 64-byte aligned (no check per store).
+template <typename T>
+inline void vstream_aligned(T* p, const typename Simd<T>::V& v) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return _mm512_stream_ps(p, reinterpret_cast<const __m512&>(v));
+  if constexpr (std::is_same_v<T, double>) return _mm512_stream_pd(p, reinterpret_cast<const __m512d&>(v));
+#endif
+  vstore(p, v);
+}
+
 inline void stream_fence() {
 #if defined(__AVX512F__)
   _mm_sfence();
