@@ -829,11 +829,13 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 
 // Pointwise (1x1, stride 1, no padding): y[n, o, p] = b[o] + sum_c W[o, c] x[n, c, p], a GEMM per image whose
 // operands are already in the right layout, so nothing is copied: the kernel reads x in place (channel
-// stride H*W) and the weights in place. Register tile: kPwOB output channels x kPwNV vectors of positions
-// (6 x 4 = 24 accumulators, 64 fp32 positions); per input channel 4 vector loads of x, 6 broadcasts of M and
-// 24 FMAs. M's element (r, k) is m[r * rs + k * ks]: the forward's W (rs = C, ks = 1: six row streams) or
-// grad_input's W^T (rs = 1, ks = C: six consecutive values per k). A thread owns one contiguous run of the
-// (image, group, vector of positions) space, all output channels, cut into tiles of kPwNV vectors from the
+// stride H*W) and the weights in place. Register tile: OB output channels x NV vectors of positions, 24
+// accumulators either way: 6 x 4 (64 fp32 positions; per input channel 4 vector loads of x, 6 broadcasts of M
+// and 24 FMAs) or 8 x 3 (48 positions; 3 loads, 8 broadcasts), whichever pads the output channels to fewer rows
+// (8 x 3 for 64 or 256 of them: 6 x 4 computes 66 or 258, 3 % or 0.8 % wasted; 1 thread, the two run equally
+// fast on R4 otherwise). M's element (r, k) is m[r * rs + k * ks]: the forward's W (rs = C, ks = 1: OB row streams) or
+// grad_input's W^T (rs = 1, ks = C: OB consecutive values per k). A thread owns one contiguous run of the
+// (image, group, vector of positions) space, all output channels, cut into tiles of NV vectors from the
 // start of each plane's run: per tile the C x TW slice of x stays in L1 while the output-channel blocks pass
 // over it, and during those passes the next tile's slice is prefetched (one input channel per block and channel
 // step, spread over the blocks). A tile whose vectors would pass the end of its plane (the plane's last, if H*W
@@ -846,18 +848,17 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // 5 us for 256 x 64 before the parallel region).
 // Workspace: the tail tile, only where a plane's last tile passes its end. Summation order per output: bias,
 // then c ascending.
-constexpr int kPwOB = 6, kPwNV = 4;
+constexpr int kPwAcc = 24, kPwMaxNV = 4;  // accumulators per tile; vectors per tile at most (OB = 6)
 
-// All output channels (rows of M) of one tile of cnt <= NV * L positions (NV < kPwNV only for the last tile
-// of a run), one block of kPwOB rows after another; in the last block, rows past the end re-read the last row
+// All output channels (rows of M) of one tile of cnt <= NV * L positions (NV < kPwAcc / OB only for the last
+// tile of a run), one block of OB rows after another; in the last block, rows past the end re-read the last row
 // and are not stored. Looping over the blocks here (not one call per block) keeps the per-block work to the
 // accumulators' set-up and stores: with a call per block, the call's set-up cost 5-8 % of R4 at 1 thread.
-template <typename T, int NV>
+template <typename T, int OB, int NV>
 void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ m, int64_t rs, int64_t ks,
                     const T* b, T* __restrict__ y, int64_t ldy, int64_t nc, int64_t rows, int64_t cnt, const T* pf,
                     int64_t pf_step, bool stream) {
   using V = typename Simd<T>::V;
-  constexpr int OB = kPwOB;
   constexpr int64_t L = Simd<T>::L, TW = NV * L;
   // Non-temporal stores only where every row of the tile starts on a cache line.
   const bool nt = stream && cnt == TW && reinterpret_cast<uintptr_t>(y) % 64 == 0 && ldy * sizeof(T) % 64 == 0;
@@ -892,7 +893,7 @@ void pointwise_tile(const T* __restrict__ x, int64_t ldx, const T* __restrict__ 
     if (pf) {  // the next tile's input channels [c0, c1), spread over the blocks
       const int64_t c0 = std::min(nc, o0 / OB * pf_step), c1 = std::min(nc, c0 + pf_step);
       for (int64_t c = c0; c < c1; ++c)
-        for (int64_t q = 0; q < kPwNV * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
+        for (int64_t q = 0; q < kPwAcc / OB * L; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(pf + c * ldx + q, 0, 3);
     }
     T* yb = y + o0 * ldy;
 #pragma GCC unroll 8
@@ -920,12 +921,13 @@ inline PointwiseDims pointwise_dims(const ConvGeom& g, bool transposed) {
   return transposed ? PointwiseDims{g.cg, g.og, g.o, g.c} : PointwiseDims{g.og, g.cg, g.c, g.o};
 }
 
-// y (N, out_ch, H, W) = M x (N, in_ch, H, W) per image and group, plus b (forward only).
-template <typename T>
-void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool transposed = false) {
-  constexpr int64_t L = Simd<T>::L, TW = kPwNV * L;
+// y (N, out_ch, H, W) = M x (N, in_ch, H, W) per image and group, plus b (forward only), with blocks of OB rows.
+template <typename T, int OB>
+void pointwise_rows_ob(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool transposed) {
+  constexpr int NV = kPwAcc / OB;
+  constexpr int64_t L = Simd<T>::L, TW = NV * L;
   const PointwiseDims d = pointwise_dims(g, transposed);
-  const int64_t hw = g.h * g.w, vecs = (hw + L - 1) / L, oblocks = (d.rows + kPwOB - 1) / kPwOB;
+  const int64_t hw = g.h * g.w, vecs = (hw + L - 1) / L, oblocks = (d.rows + OB - 1) / OB;
   const int64_t rs = transposed ? 1 : g.cg, ks = transposed ? g.cg : 1;  // M[r][k] = W[group] at r * rs + k * ks
   const int64_t total = g.n * g.groups * vecs, runs = std::min<int64_t>(total, at::get_num_threads());
   const bool stream = g.n * d.out_ch * hw * int64_t(sizeof(T)) >= at::get_num_threads() * kL2Bytes;
@@ -955,17 +957,28 @@ void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const Conv
           }
           const T* pf = p + TW + TW <= p1 ? xg + p + TW : nullptr;  // the next tile, if whole and in this run
           T* yt = yg + p;
-          switch (nv) {
-            case 1: pointwise_tile<T, 1>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
-            case 2: pointwise_tile<T, 2>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
-            case 3: pointwise_tile<T, 3>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream); break;
-            default: pointwise_tile<T, kPwNV>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
+          if (nv == NV) {
+            pointwise_tile<T, OB, NV>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
+          } else if (nv == 1) {
+            pointwise_tile<T, OB, 1>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
+          } else if (nv == 2) {
+            pointwise_tile<T, OB, 2>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
+          } else if constexpr (NV > 3) {
+            pointwise_tile<T, OB, 3>(xs, ldx, mg, rs, ks, bg, yt, hw, d.red, d.rows, cnt, pf, pf_step, stream);
           }
         }
       }
     }
     if (stream) stream_fence();
   });
+}
+
+// Blocks of 8 rows (8 x 3 tiles) where they pad M's rows to no more than blocks of 6 do, else 6 (6 x 4).
+template <typename T>
+void forward_pointwise_rows(const T* x, const T* w, const T* b, T* y, const ConvGeom& g, bool transposed = false) {
+  const int64_t rows = pointwise_dims(g, transposed).rows;
+  if (round_to(rows, 8) <= round_to(rows, 6)) return pointwise_rows_ob<T, 8>(x, w, b, y, g, transposed);
+  pointwise_rows_ob<T, 6>(x, w, b, y, g, transposed);
 }
 
 // Where "auto" takes the pointwise kernel over per-image BLAS / forward_tiled (forward, and transposed for
@@ -986,7 +999,7 @@ inline bool pointwise_kernel_applies(const ConvGeom& g, bool transposed) {
 // its end (H*W not a multiple of the vector width).
 inline int64_t pointwise_workspace(const ConvGeom& g, bool transposed, int64_t itemsize) {
   if (g.h * g.w % (64 / itemsize) == 0) return 0;
-  return at::get_num_threads() * pointwise_dims(g, transposed).red * kPwNV * 64;
+  return at::get_num_threads() * pointwise_dims(g, transposed).red * kPwMaxNV * 64;
 }
 
 template <typename T>
