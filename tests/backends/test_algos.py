@@ -522,9 +522,11 @@ def test_thread_counts_im2col_close(threads, algo, shape):
 
 # --------------------------------------------------------------------------- the 1x1 pointwise kernel
 # forward_pointwise_rows (csrc/cpu/corr2d.cpp): 6 rows x 4 vectors (64 fp32 / 32 fp64 positions) per register
-# tile, x read in place, a plane's last partial tile (1-3 vectors, or a part of one) through a padded copy;
-# the forward (W x) and, transposed, grad_input (W^T dY). Positions around the tile and vector widths, row
-# counts that are not a multiple of 6, groups, tasks of several tiles (the prefetch of the next tile).
+# tile, or 8 rows x 3 vectors where that pads the rows less (8, 16, 64, 256 rows...); x and W read in place, a
+# plane's last partial tile (1-3 vectors, or a part of one) through a padded copy; each thread's run of
+# vectors ends in a partial tile; the forward (W x) and, transposed, grad_input (W^T dY). Positions around
+# the tile and vector widths, row counts that are not a multiple of 6 or 8, groups, runs of several tiles
+# (the prefetch of the next tile).
 # algo="direct" also takes grad_weight through pointwise_grad_weight_direct: 6 x 4 channel tiles (counts that
 # are not multiples of 6 and 4 repeat the last row), positions in chunks of 512 (900: a partial last chunk),
 # the last partial vector in scalar (15, 17, 63, 65, 130, 900 positions). Outputs larger than the threads' L2
@@ -546,6 +548,10 @@ def test_thread_counts_im2col_close(threads, algo, shape):
     (2, 24, 200, 40, 40, 1),  # 2.6 MB fp32 output, every plane 64-byte aligned
     (2, 20, 150, 45, 45, 1),  # 2025 positions: planes at every alignment, partial last tiles stored plainly
     (2, 200, 24, 40, 40, 1),  # grad_input (W^T dY) writes the large tensor
+    # 8 x 3 tiles: 16 / 64 rows (the forward), 8 / 12 rows transposed (grad_input), 48 fp32 positions a tile
+    (1, 8, 16, 7, 7, 1),      # 49: one tile and one position
+    (2, 24, 64, 9, 11, 2),    # 99, 32 rows per group both ways
+    (1, 64, 256, 28, 29, 1),  # R4's channels on 812 positions
 ])
 def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
     x = rand(n, c, h, w, seed=41, dtype=dtype).requires_grad_()
@@ -567,6 +573,26 @@ def test_pointwise_kernel_forward_and_grad_input(dtype, n, c, o, h, w, groups):
         for name, got, want in zip(("grad_input", "grad_weight", "grad_bias"),
                                    torch.autograd.grad(ya, (x, wt, b), gy), (gx, gw, gb)):
             assert torch.equal(got, want), name
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,c,o,h,w", [(1, 64, 256, 56, 56), (3, 20, 30, 13, 17), (1, 16, 64, 29, 30)])
+def test_pointwise_kernel_same_bits_at_any_thread_count(dtype, n, c, o, h, w):
+    # each thread owns one run of (image, vector) positions, cut at vectors: where the cut falls changes
+    # which tile (and which register tile shape) computes a position, never its summation order
+    x, wt, b = (rand(*s, seed=45 + i, dtype=dtype) for i, s in enumerate(((n, c, h, w), (o, c, 1, 1), (o,))))
+    gy = rand(n, o, h, w, seed=48, dtype=dtype)
+    args = ([1, 1], [0, 0, 0, 0], [1, 1], 1)
+    outs = []
+    for threads in (1, 2, 3):
+        torch.set_num_threads(threads)
+        outs.append((ops.corr2d(x, wt, b, *args, "direct"),
+                     ops.corr2d_backward(gy, x, wt, *args, [True, False, False], "direct")[0]))
+    assert_rel_close(outs[0][0], F.conv2d(x.double(), wt.double(), b.double()), 1e-5, "output")
+    assert_rel_close(outs[0][1], torch.nn.grad.conv2d_input(x.shape, wt.double(), gy.double()), 1e-5, "grad_input")
+    for y, gx in outs[1:]:
+        assert torch.equal(y, outs[0][0]) and torch.equal(gx, outs[0][1])
 
 
 @pytest.mark.usefixtures("blas_prefer")
