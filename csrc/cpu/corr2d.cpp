@@ -843,9 +843,9 @@ void build_flat_slab(const T* xg, const ConvGeom& g, int64_t c0, int64_t c1, int
 // larger than the threads' L2 (threads x kL2Bytes) is written with non-temporal stores (vstore_stream): it would
 // leave the caches anyway, and a plain store first reads each cold line (R4 64->256 @56, N=1 and 8: 0.82-0.84x
 // the time; R2 N=8 0.94x; in-process A/B, 9 rounds).
-// Session 25, R4 N=1 at 2 threads (217 us before): the threads' runs are cut at vectors, not at whole tiles
-// (49 tiles split 24:25; now 98:98 vectors), and the weights are no longer packed on every call (a serial
-// 5 us for 256 x 64 before the parallel region).
+// R4 N=1 at 2 threads, 217 -> 201 us: the threads' runs cut at vectors, not at whole tiles (49 tiles split
+// 24:25, now 98:98 vectors), the weights no longer packed on every call (a serial 5 us for 256 x 64 before the
+// parallel region), one call per tile for all its blocks; then 201 -> 199 us with 8 x 3 tiles (256 rows).
 // Workspace: the tail tile, only where a plane's last tile passes its end. Summation order per output: bias,
 // then c ascending.
 constexpr int kPwAcc = 24, kPwMaxNV = 4;  // accumulators per tile; vectors per tile at most (OB = 6)

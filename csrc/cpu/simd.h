@@ -162,28 +162,23 @@ inline typename Simd<T>::V gather_n(const T* base, int64_t stride, int64_t n) {
 #endif
 }
 
-// A whole-vector store that bypasses the caches where p is 64-byte aligned (AVX-512 non-temporal store: no
-// read-for-ownership of the line, which a plain store of a cold output line costs), else a plain store. For
-// outputs larger than the cores' L2, which would leave the caches anyway; end the writer's work with
-// stream_fence() so the stores are visible to the thread that joins it.
-template <typename T>
-inline void vstore_stream(T* p, const typename Simd<T>::V& v) {
-#if defined(__AVX512F__)
-  if (reinterpret_cast<uintptr_t>(p) % 64 == 0) {
-    if constexpr (std::is_same_v<T, float>) return _mm512_stream_ps(p, reinterpret_cast<const __m512&>(v));
-    if constexpr (std::is_same_v<T, double>) return _mm512_stream_pd(p, reinterpret_cast<const __m512d&>(v));
-  }
-#endif
-  vstore(p, v);
-}
-
-// vstore_stream for a p known to be 64-byte aligned (no check per store).
+// A whole-vector store that bypasses the caches (AVX-512 non-temporal store: no read-for-ownership of the
+// line, which a plain store of a cold output line costs); p must be 64-byte aligned. For outputs larger than
+// the cores' L2, which would leave the caches anyway; end the writer's work with stream_fence() so the stores
+// are visible to the thread that joins it.
 template <typename T>
 inline void vstream_aligned(T* p, const typename Simd<T>::V& v) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) return _mm512_stream_ps(p, reinterpret_cast<const __m512&>(v));
   if constexpr (std::is_same_v<T, double>) return _mm512_stream_pd(p, reinterpret_cast<const __m512d&>(v));
 #endif
+  vstore(p, v);
+}
+
+// vstream_aligned where p is 64-byte aligned, else a plain store.
+template <typename T>
+inline void vstore_stream(T* p, const typename Simd<T>::V& v) {
+  if (reinterpret_cast<uintptr_t>(p) % 64 == 0) return vstream_aligned(p, v);
   vstore(p, v);
 }
 
