@@ -205,7 +205,7 @@ template <typename T>
 }
 
 // chunks rounded up so that chunks x other (the tasks per chunk) is a multiple of the thread count nt: no
-// thread runs one more task than the others (forward_tiled's local schedule, the pointwise kernel).
+// thread runs one more task than the others (forward_tiled's local schedule).
 inline int64_t chunks_for_even_split(int64_t chunks, int64_t other, int64_t nt) {
   const int64_t m = nt / std::gcd(nt, other);
   return (chunks + m - 1) / m * m;

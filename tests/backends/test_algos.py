@@ -434,7 +434,7 @@ THREAD_SHAPES = [
     (1, 128, 300, 5, 5, 3, 1, 1, 2),          # the same per group (150 channels: an uneven channel block)
     (3, 3, 40, 112, 112, 7, 2, 3, 1),         # stem-like, 9408 positions for K = 147: grad_weight's position slabs
     (2, 8, 48, 48, 48, 3, 1, 1, 2),           # the same per group (K = 36, 4608 positions)
-    (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel (4 tiles per task at 1 thread, 2 at 2)
+    (1, 40, 70, 30, 30, 1, 1, 0, 1),          # 1x1 on 900 positions: the pointwise kernel (57 vectors: one run at 1 thread, 28 + 29 at 2)
     (3, 64, 128, 40, 40, 3, 2, 1, 1),         # K = 576, 128 channels, 1200 positions: per-image BLAS blocks
     (4, 1024, 64, 7, 7, 1, 1, 0, 1),          # 1x1 BLAS forward reducing over 1024 channels in one product
     (4, 64, 1024, 7, 7, 1, 1, 0, 1),          # 1x1 BLAS grad_input reducing over 1024 channels
@@ -542,7 +542,7 @@ def test_thread_counts_im2col_close(threads, algo, shape):
     (1, 7, 5, 5, 13, 1),      # 65
     (1, 7, 9, 5, 8, 1),       # 40: three fp32 vectors, the last one partial
     (1, 10, 25, 13, 10, 5),   # 130, 2 channels per group in, 5 out
-    (1, 40, 70, 30, 30, 1),   # 900: tasks of several tiles
+    (1, 40, 70, 30, 30, 1),   # 900: runs of several tiles
     (2, 16, 40, 28, 28, 2),   # 784, the smallest plane auto gives this kernel
     # outputs beyond the threads' L2 (threads x 1 MiB) take non-temporal stores (vstore_stream), aligned rows only
     (2, 24, 200, 40, 40, 1),  # 2.6 MB fp32 output, every plane 64-byte aligned
